@@ -1,0 +1,160 @@
+"""Per-call accounting: every LM call (cache hits included, marked) with tokens, latency, cost,
+finish reason and validity; totals per model and per program step.
+
+Two layers. The engines report each real model call to the process-wide :data:`METER` (the budget's
+independent count). A :class:`Ledger` (a DSPy callback) sees every call the program makes, cached or
+not, names the step (predictor) that made it, and marks whether the adapter could parse the output.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from dspy.utils.callback import BaseCallback
+
+from optimizer.models.spec import ModelSpec
+
+
+@dataclass
+class CallRecord:
+    """One LM call. ``cached`` calls cost nothing now; ``cost`` is what the call costs when paid."""
+
+    model: str
+    step: str | None = None
+    cached: bool = True
+    input_tokens: int = 0
+    output_tokens: int = 0
+    latency_s: float = 0.0
+    cost: float = 0.0
+    finish_reason: str | None = None
+    valid: bool | None = None
+    text: str | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def call_cost(spec: ModelSpec, tokens_in: int, tokens_out: int) -> float:
+    price_in, price_out = spec.prices()
+    return ((price_in or 0.0) * tokens_in + (price_out or 0.0) * tokens_out) / 1e6
+
+
+@dataclass
+class EngineMeter:
+    """Process-wide count of calls that reached a model (never cache hits). Thread-safe."""
+
+    calls: int = 0
+    tokens: int = 0
+    cost: float = 0.0
+    compiles: int = 0
+    per_model: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, model: str, tokens: int, cost: float, compiled: bool) -> None:
+        with self._lock:
+            self.calls += 1
+            self.tokens += tokens
+            self.cost += cost
+            self.compiles += int(compiled)
+            self.per_model[model] += 1
+
+
+METER = EngineMeter()
+_current: ContextVar[CallRecord | None] = ContextVar("progopt_current_call", default=None)
+_last: ContextVar[CallRecord | None] = ContextVar("progopt_last_call", default=None)
+_step: ContextVar[str | None] = ContextVar("progopt_step", default=None)
+
+
+def report_engine_call(spec: ModelSpec, tokens_in: int, tokens_out: int, latency: float, finish: str,
+                       text: str, *, compiled: bool = False) -> None:
+    """Called by engines after each real model call."""
+    cost = call_cost(spec, tokens_in, tokens_out)
+    METER.add(spec.name, tokens_in + tokens_out, cost, compiled)
+    record = _current.get()
+    if record is not None:
+        record.cached, record.input_tokens, record.output_tokens = False, tokens_in, tokens_out
+        record.latency_s, record.cost, record.finish_reason, record.text = latency, cost, finish, text
+
+
+def _response_fields(lm: Any) -> dict[str, Any]:
+    """Tokens, latency and finish reason of a cache hit, from the response DSPy cached."""
+    entry = lm.history[-1] if getattr(lm, "history", None) else {}
+    responses = entry.get("response") or []
+    response = responses[0] if isinstance(responses, list | tuple) and responses else None
+    data = getattr(response, "provider_data", None) or {}
+    usage = getattr(response, "usage", None)
+    message = getattr(response, "message", None)
+    return {"input_tokens": getattr(usage, "input_tokens", 0) or 0,
+            "output_tokens": getattr(usage, "output_tokens", 0) or 0,
+            "latency_s": data.get("latency_s", 0.0), "finish_reason": data.get("finish_reason"),
+            "text": getattr(message, "text", None)}
+
+
+class Ledger(BaseCallback):
+    """Collects a :class:`CallRecord` for every LM call made while it is installed as a DSPy callback.
+
+    ``steps`` maps ``id(predictor)`` to its name in the program; ``specs`` maps model strings to specs
+    (for pricing cache hits). Records are appended from any thread; read them after the calls finish.
+    """
+
+    def __init__(self, steps: dict[int, str] | None = None, specs: dict[str, ModelSpec] | None = None):
+        self.steps, self.specs = steps or {}, specs or {}
+        self.records: list[CallRecord] = []
+        self._pending: dict[str, tuple[CallRecord, Any, Any]] = {}
+        self._step_tokens: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        name = self.steps.get(id(instance))
+        if name is not None:
+            self._step_tokens[call_id] = _step.set(name)
+
+    def on_module_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        token = self._step_tokens.pop(call_id, None)
+        if token is not None:
+            _step.reset(token)
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        record = CallRecord(model=getattr(instance, "model", "?"), step=_step.get())
+        self._pending[call_id] = (record, _current.set(record), instance)
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        record, token, lm = self._pending.pop(call_id)
+        _current.reset(token)
+        if exception is not None:
+            record.valid, record.error = False, f"{type(exception).__name__}: {exception}"
+        elif record.cached:
+            for key, value in _response_fields(lm).items():
+                setattr(record, key, value)
+            spec = self.specs.get(record.model)
+            if spec is not None:
+                record.cost = call_cost(spec, record.input_tokens, record.output_tokens)
+        _last.set(record)
+        with self._lock:
+            self.records.append(record)
+
+    def on_adapter_parse_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        record = _last.get()
+        if record is not None:
+            record.valid = exception is None
+            if exception is not None and record.error is None:
+                record.error = f"{type(exception).__name__}: {str(exception)[:500]}"
+
+
+def totals(records: list[CallRecord], by: str) -> dict[str, dict[str, float]]:
+    """Sums of calls, cached calls, tokens, cost and latency grouped by ``by`` ("model" or "step")."""
+    out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    for r in records:
+        row = out[str(getattr(r, by))]
+        row["calls"] += 1
+        row["cached_calls"] += int(r.cached)
+        row["input_tokens"] += r.input_tokens
+        row["output_tokens"] += r.output_tokens
+        row["cost"] += r.cost
+        row["latency_s"] += r.latency_s
+    return {k: dict(v) for k, v in out.items()}

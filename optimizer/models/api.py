@@ -1,0 +1,73 @@
+"""``ApiEngine``: any LiteLLM model string behind the same engine interface and accounting as local
+models. The output schema goes as ``response_format``; DSPy's adapter validates the reply with pydantic.
+Keys come from the provider's environment variables, never from a spec, an artifact or a log."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dspy.clients.engines.base import validate_request
+from dspy.lm15 import Message, Request, Response, Usage, response_to_events
+
+from optimizer.accounting import report_engine_call
+from optimizer.models.prompt import chat_messages
+from optimizer.models.spec import ModelSpec
+
+TIMEOUT_S = 120
+
+
+class ApiEngine:
+    """One ``litellm.completion`` per request."""
+
+    supports_response_schema = True
+    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def complete(self, request: Request) -> Response:
+        import litellm
+
+        validate_request(request)
+        cfg = request.config
+        body: dict[str, Any] = {
+            "model": self.spec.name, "messages": chat_messages(request), "timeout": TIMEOUT_S,
+            "max_tokens": cfg.max_tokens or self.spec.max_tokens,
+            "temperature": self.spec.temperature if cfg.temperature is None else cfg.temperature,
+        }
+        if cfg.seed is not None:
+            body["seed"] = cfg.seed
+        if cfg.stop:
+            body["stop"] = list(cfg.stop)
+        if cfg.response_format:
+            body["response_format"] = cfg.response_format
+        if self.spec.api_base:
+            body["api_base"] = self.spec.api_base
+        started = time.perf_counter()
+        reply = litellm.completion(**body)
+        latency = time.perf_counter() - started
+        choice = reply.choices[0]
+        text = choice.message.content or ""
+        finish = "length" if choice.finish_reason == "length" else "stop"
+        tokens_in = getattr(reply.usage, "prompt_tokens", 0) or 0
+        tokens_out = getattr(reply.usage, "completion_tokens", 0) or 0
+        report_engine_call(self.spec, tokens_in, tokens_out, latency, finish, text)
+        return Response(
+            id=None, model=request.model, message=Message.assistant(text), finish_reason=finish,
+            usage=Usage(input_tokens=tokens_in, output_tokens=tokens_out),
+            provider_data={"latency_s": latency, "finish_reason": finish},
+        )
+
+    def stream(self, request: Request):
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        """LiteLLM owns its connections."""
+
+    def dump_state(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> ApiEngine:
+        return cls(ModelSpec(**state))

@@ -1,0 +1,89 @@
+"""``LlamaEngine``: DSPy 3.4's engine interface over an in-process llama.cpp model, with constrained
+decoding. DSPy keeps owning the cache, history, callbacks and usage; this engine does one call.
+
+>>> lm = dspy.LM("local/smollm2-135m", engine=LlamaEngine(SMOLLM2), max_tokens=256, temperature=0)
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from dspy.clients.engines.base import validate_request
+from dspy.lm15 import Message, Request, Response, Usage, response_to_events
+
+from optimizer.accounting import report_engine_call
+from optimizer.models import local
+from optimizer.models.constrain import Constraint
+from optimizer.models.prompt import chat_messages, completion_prompt
+from optimizer.models.spec import ModelSpec
+
+REGEX_METADATA_KEY = "progopt_regex"  # carried in request metadata: lm15 has no regex response_format
+
+
+def constraint_of(request: Request) -> Constraint | None:
+    """The decoding constraint a request carries: a JSON-Schema ``response_format`` or a regex."""
+    metadata = (request.config.extensions or {}).get("metadata") or {}
+    if REGEX_METADATA_KEY in metadata:
+        return Constraint("regex", metadata[REGEX_METADATA_KEY])
+    return Constraint.from_response_format(request.config.response_format)
+
+
+class LlamaEngine:
+    """One synchronous llama.cpp completion per request; JSON Schema or regex constrained when asked."""
+
+    supports_response_schema = True
+    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
+
+    def __init__(self, spec: ModelSpec):
+        self.spec = spec
+
+    def complete(self, request: Request) -> Response:
+        validate_request(request)
+        model = local.load(self.spec)
+        cfg = request.config
+        constraint = constraint_of(request)
+        kwargs: dict[str, Any] = {
+            "max_tokens": cfg.max_tokens or self.spec.max_tokens,
+            "temperature": self.spec.temperature if cfg.temperature is None else cfg.temperature,
+            "top_p": 1.0 if cfg.top_p is None else cfg.top_p,
+            "stop": list(cfg.stop) or None,
+            "seed": cfg.seed if cfg.seed is not None else 0,
+        }
+        with model.lock:
+            started = time.perf_counter()
+            built = False
+            if constraint is not None:
+                import llama_cpp
+
+                proc, built = model.processors.get(constraint)
+                kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([proc])
+            if self.spec.chat:
+                out = model.llm.create_chat_completion(chat_messages(request), **kwargs)
+                text = out["choices"][0]["message"]["content"] or ""
+            else:
+                out = model.llm.create_completion(completion_prompt(request), **kwargs)
+                text = out["choices"][0]["text"]
+            latency = time.perf_counter() - started
+        finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
+        usage = out.get("usage") or {}
+        tokens_in, tokens_out = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+        report_engine_call(self.spec, tokens_in, tokens_out, latency, finish, text, compiled=built)
+        return Response(
+            id=None, model=request.model, message=Message.assistant(text), finish_reason=finish,
+            usage=Usage(input_tokens=tokens_in, output_tokens=tokens_out),
+            provider_data={"latency_s": latency, "finish_reason": finish},
+        )
+
+    def stream(self, request: Request):
+        return response_to_events(self.complete(request))
+
+    def close(self) -> None:
+        """The shared model outlives any one engine: nothing to close."""
+
+    def dump_state(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> LlamaEngine:
+        return cls(ModelSpec(**state))

@@ -1,0 +1,53 @@
+"""One ``llama_cpp.Llama`` per model file per process, shared, with a lock and its processor cache."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optimizer.models.constrain import ProcessorCache
+from optimizer.models.files import EMBEDDED
+from optimizer.models.spec import ModelSpec
+
+N_THREADS = 2
+
+
+@dataclass
+class LocalModel:
+    """A loaded model. ``lock`` serialises calls: llama.cpp is not thread-safe, and consecutive calls
+    on one instance reuse the KV cache of their shared prompt prefix."""
+
+    llm: Any
+    processors: ProcessorCache
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+_LOADED: dict[tuple[str, int, bool], LocalModel] = {}
+_LOAD_LOCK = threading.Lock()
+
+
+def gguf_path(spec: ModelSpec) -> Path:
+    if spec.gguf in EMBEDDED:
+        return EMBEDDED[spec.gguf]()
+    if not spec.gguf:
+        raise ValueError(f"model {spec.name!r}: a local model needs `gguf` (an embedded key or a path)")
+    path = Path(spec.gguf).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(f"model {spec.name!r}: GGUF file {path} not found")
+    return path
+
+
+def load(spec: ModelSpec) -> LocalModel:
+    """The process-wide instance for ``spec``'s file and context size, loaded on first use."""
+    path = gguf_path(spec)
+    key = (str(path), spec.n_ctx, spec.chat)
+    with _LOAD_LOCK:
+        if key not in _LOADED:
+            import llama_cpp
+            import outlines
+
+            llm = llama_cpp.Llama(str(path), n_ctx=spec.n_ctx, n_threads=N_THREADS, verbose=False)
+            _LOADED[key] = LocalModel(llm, ProcessorCache(outlines.from_llamacpp(llm, chat_mode=spec.chat)))
+        return _LOADED[key]

@@ -1,0 +1,52 @@
+"""``ModelSpec``: one pool member, local (llama.cpp) or API (LiteLLM), as a plain serialisable value."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+SECRET_KEYS = ("api_key", "token", "secret", "password", "authorization")
+
+# Local prices: US$ per million tokens, proportional to parameter count (0.10 in / 0.40 out per 1B
+# parameters). They make cost a usable objective between local models; change them per pool.
+LOCAL_PRICE_IN_PER_B_PARAMS = 0.10
+LOCAL_PRICE_OUT_PER_B_PARAMS = 0.40
+
+
+class ModelSpec(BaseModel):
+    """A model the optimizer may assign to a step. ``name`` is the DSPy model string and cache key, so
+    two configurations of one model need two names."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="DSPy model string, e.g. 'local/smollm2-135m' or 'openai/gpt-4o-mini'")
+    provider: Literal["local", "litellm"]
+    gguf: str | None = Field(None, description="embedded model key ('smollm2', 'gemma3') or a .gguf path")
+    chat: bool = Field(True, description="local only: use the chat template (False: plain completion)")
+    params_b: float | None = Field(None, description="parameters in billions (for local default prices)")
+    n_ctx: int = 2048
+    max_tokens: int = 256
+    temperature: float = 0.0
+    api_base: str | None = Field(None, description="API base URL (never a key: keys come from the env)")
+    price_in: float | None = Field(None, description="US$ per million input tokens (None: LiteLLM's map)")
+    price_out: float | None = Field(None, description="US$ per million output tokens")
+
+    @field_validator("api_base")
+    @classmethod
+    def _no_credentials_in_url(cls, value: str | None) -> str | None:
+        if value and ("@" in value.split("//", 1)[-1].split("/", 1)[0] or "key=" in value.lower()):
+            raise ValueError("api_base must not carry credentials; set the provider's key in the environment")
+        return value
+
+    def prices(self) -> tuple[float | None, float | None]:
+        """(input, output) US$ per million tokens, local defaults derived from ``params_b``."""
+        if self.price_in is not None or self.provider != "local":
+            return self.price_in, self.price_out
+        size = self.params_b or 0.0
+        return size * LOCAL_PRICE_IN_PER_B_PARAMS, size * LOCAL_PRICE_OUT_PER_B_PARAMS
+
+
+SMOLLM2 = ModelSpec(name="local/smollm2-135m", provider="local", gguf="smollm2", chat=True, params_b=0.135)
+GEMMA3 = ModelSpec(name="local/gemma3-270m", provider="local", gguf="gemma3", chat=False, params_b=0.270)
+EMBEDDED_SPECS = {spec.name: spec for spec in (SMOLLM2, GEMMA3)}

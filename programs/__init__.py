@@ -1,0 +1,1 @@
+"""Reference programs: plain ``dspy.Module``s with typed signatures, each with its metric and data."""
