@@ -16,7 +16,7 @@ from typing import Any
 
 from dspy.utils.callback import BaseCallback
 
-from optimizer.models.spec import ModelSpec
+from optimizer.models.spec import REGISTERED, ModelSpec
 
 
 @dataclass
@@ -70,6 +70,11 @@ _last: ContextVar[CallRecord | None] = ContextVar("progopt_last_call", default=N
 _step: ContextVar[str | None] = ContextVar("progopt_step", default=None)
 
 
+def current_step() -> str | None:
+    """The program step (predictor name) whose LM call is running in this context, if known."""
+    return _step.get()
+
+
 def report_engine_call(spec: ModelSpec, tokens_in: int, tokens_out: int, latency: float, finish: str,
                        text: str, *, compiled: bool = False) -> None:
     """Called by engines after each real model call."""
@@ -84,8 +89,9 @@ def report_engine_call(spec: ModelSpec, tokens_in: int, tokens_out: int, latency
 def _response_fields(lm: Any) -> dict[str, Any]:
     """Tokens, latency and finish reason of a cache hit, from the response DSPy cached."""
     entry = lm.history[-1] if getattr(lm, "history", None) else {}
-    responses = entry.get("response") or []
-    response = responses[0] if isinstance(responses, list | tuple) and responses else None
+    response = entry.get("response")
+    if isinstance(response, list | tuple):
+        response = response[0] if response else None
     data = getattr(response, "provider_data", None) or {}
     usage = getattr(response, "usage", None)
     message = getattr(response, "message", None)
@@ -99,11 +105,12 @@ class Ledger(BaseCallback):
     """Collects a :class:`CallRecord` for every LM call made while it is installed as a DSPy callback.
 
     ``steps`` maps ``id(predictor)`` to its name in the program; ``specs`` maps model strings to specs
-    (for pricing cache hits). Records are appended from any thread; read them after the calls finish.
+    (for pricing cache hits; default: every spec a pool has registered).
+    Records are appended from any thread; read them after the calls finish.
     """
 
     def __init__(self, steps: dict[int, str] | None = None, specs: dict[str, ModelSpec] | None = None):
-        self.steps, self.specs = steps or {}, specs or {}
+        self.steps, self.specs = steps or {}, specs if specs is not None else REGISTERED
         self.records: list[CallRecord] = []
         self._pending: dict[str, tuple[CallRecord, Any, Any]] = {}
         self._step_tokens: dict[str, Any] = {}

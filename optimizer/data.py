@@ -62,16 +62,17 @@ def load_examples(
 ) -> list[dspy.Example]:
     """Read a JSONL/CSV file into examples whose input keys are ``inputs``.
 
-    ``mapping`` renames file columns to program field names: ``{"sentiment": "label"}`` reads the
-    file's ``label`` column as the field ``sentiment``. Every mapped or input field must be present
-    and non-null in every row, or a :class:`DataError` names the row and field.
+    Every column becomes a field; ``mapping`` renames file columns to program field names:
+    ``{"sentiment": "label"}`` reads the file's ``label`` column as the field ``sentiment``. Every
+    mapped or input field must be present and non-empty in every row, or a :class:`DataError` names
+    the file, line and column.
     """
     path = Path(path)
     mapping = dict(mapping or {})
     wanted = {name: mapping.get(name, name) for name in [*inputs, *mapping]}
     examples = []
     for lineno, row in _read_rows(path)[:limit]:
-        values = {}
+        values = {column: value for column, value in row.items() if column not in mapping.values()}
         for field, column in wanted.items():
             if column not in row or row[column] is None or row[column] == "":
                 raise DataError(path, lineno, "missing or empty", field=column)

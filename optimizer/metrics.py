@@ -12,6 +12,14 @@ def _value(obj: Any, field: str) -> Any:
     return obj.get(field) if isinstance(obj, dict) else getattr(obj, field, None)
 
 
+def _gold(example: Any, field: str) -> Any:
+    """The example's label; a missing label is a data error, never a silent match."""
+    value = _value(example, field)
+    if value is None:
+        raise KeyError(f"example has no gold value for field {field!r}: {example}")
+    return value
+
+
 def _norm(value: Any) -> Any:
     if hasattr(value, "value") and not isinstance(value, str):  # Enum
         value = value.value
@@ -22,7 +30,7 @@ def exact_match(field: str) -> Metric:
     """1.0 when ``prediction.<field>`` equals ``example.<field>`` (case- and space-insensitive)."""
 
     def metric(example: Any, prediction: Any, trace: Any = None) -> float:
-        return float(_norm(_value(example, field)) == _norm(_value(prediction, field)))
+        return float(_norm(_gold(example, field)) == _norm(_value(prediction, field)))
 
     metric.__name__ = f"exact_match_{field}"
     return metric
@@ -41,7 +49,7 @@ def entity_f1(field: str = "entities") -> Metric:
     """Entity-level F1 over (text, type) pairs, as in CoNLL-2003 scoring; empty vs empty is 1.0."""
 
     def metric(example: Any, prediction: Any, trace: Any = None) -> float:
-        gold, pred = _entity_set(_value(example, field)), _entity_set(_value(prediction, field))
+        gold, pred = _entity_set(_gold(example, field)), _entity_set(_value(prediction, field))
         if not gold and not pred:
             return 1.0
         tp = len(gold & pred)

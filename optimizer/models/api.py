@@ -17,6 +17,14 @@ from optimizer.models.spec import ModelSpec
 TIMEOUT_S = 120
 
 
+def _dialect(response_format: dict[str, Any], style: str) -> dict[str, Any]:
+    """Rewrite OpenAI's ``json_schema`` response format into the server's dialect."""
+    if style == "json_object" and response_format.get("type") == "json_schema":
+        body = response_format.get("json_schema", {})
+        return {"type": "json_object", "schema": body.get("schema", body)}
+    return response_format
+
+
 class ApiEngine:
     """One ``litellm.completion`` per request."""
 
@@ -40,8 +48,8 @@ class ApiEngine:
             body["seed"] = cfg.seed
         if cfg.stop:
             body["stop"] = list(cfg.stop)
-        if cfg.response_format:
-            body["response_format"] = cfg.response_format
+        if cfg.response_format and self.spec.schema_style != "none":
+            body["response_format"] = _dialect(cfg.response_format, self.spec.schema_style)
         if self.spec.api_base:
             body["api_base"] = self.spec.api_base
         started = time.perf_counter()

@@ -12,7 +12,7 @@ from typing import Any
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, Usage, response_to_events
 
-from optimizer.accounting import report_engine_call
+from optimizer.accounting import current_step, report_engine_call
 from optimizer.models import local
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
@@ -40,7 +40,7 @@ class LlamaEngine:
 
     def complete(self, request: Request) -> Response:
         validate_request(request)
-        model = local.load(self.spec)
+        model = local.load(self.spec, slot=current_step())
         cfg = request.config
         constraint = constraint_of(request)
         kwargs: dict[str, Any] = {

@@ -24,7 +24,7 @@ class LocalModel:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-_LOADED: dict[tuple[str, int, bool], LocalModel] = {}
+_LOADED: dict[tuple[str, int, bool, str | None], LocalModel] = {}
 _LOAD_LOCK = threading.Lock()
 
 
@@ -39,10 +39,14 @@ def gguf_path(spec: ModelSpec) -> Path:
     return path
 
 
-def load(spec: ModelSpec) -> LocalModel:
-    """The process-wide instance for ``spec``'s file and context size, loaded on first use."""
+def load(spec: ModelSpec, slot: str | None = None) -> LocalModel:
+    """The process-wide instance for ``spec``'s file and context size, loaded on first use.
+
+    ``slot`` (the program step) gives each step its own instance, so a two-step program on one model
+    keeps both steps' prompt prefixes warm instead of evicting one with the other on every example.
+    Weights are memory-mapped, so a second instance costs little beyond its KV cache."""
     path = gguf_path(spec)
-    key = (str(path), spec.n_ctx, spec.chat)
+    key = (str(path), spec.n_ctx, spec.chat, slot)
     with _LOAD_LOCK:
         if key not in _LOADED:
             import llama_cpp

@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 import dspy
 
-from optimizer.models.spec import EMBEDDED_SPECS, ModelSpec
+from optimizer.models.spec import EMBEDDED_SPECS, REGISTERED, ModelSpec
 
 
 class ModelPool:
@@ -35,9 +35,11 @@ class ModelPool:
         return cls(EMBEDDED_SPECS.values())
 
     @classmethod
-    def from_names(cls, names: Iterable[str], *, api_base: str | None = None) -> ModelPool:
+    def from_names(cls, names: Iterable[str], *, api_base: str | None = None,
+                   schema_style: str = "json_schema") -> ModelPool:
         """Embedded names resolve to their specs; any other string is a LiteLLM model."""
-        return cls(EMBEDDED_SPECS.get(n) or ModelSpec(name=n, provider="litellm", api_base=api_base)
+        return cls(EMBEDDED_SPECS.get(n) or ModelSpec(name=n, provider="litellm", api_base=api_base,
+                                                      schema_style=schema_style)  # type: ignore[arg-type]
                    for n in names)
 
     @property
@@ -55,6 +57,7 @@ class ModelPool:
         with self._lock:
             if name not in self._lms:
                 spec = self[name]
+                REGISTERED[name] = spec
                 if spec.provider == "local":
                     from optimizer.models.engine import LlamaEngine
 

@@ -29,6 +29,9 @@ class ModelSpec(BaseModel):
     max_tokens: int = 256
     temperature: float = 0.0
     api_base: str | None = Field(None, description="API base URL (never a key: keys come from the env)")
+    schema_style: Literal["json_schema", "json_object", "none"] = Field(
+        "json_schema", description="how the output schema is sent: OpenAI's json_schema, the "
+        "{'type': 'json_object', 'schema': ...} dialect of llama.cpp's server, or not at all")
     price_in: float | None = Field(None, description="US$ per million input tokens (None: LiteLLM's map)")
     price_out: float | None = Field(None, description="US$ per million output tokens")
 
@@ -50,3 +53,6 @@ class ModelSpec(BaseModel):
 SMOLLM2 = ModelSpec(name="local/smollm2-135m", provider="local", gguf="smollm2", chat=True, params_b=0.135)
 GEMMA3 = ModelSpec(name="local/gemma3-270m", provider="local", gguf="gemma3", chat=False, params_b=0.270)
 EMBEDDED_SPECS = {spec.name: spec for spec in (SMOLLM2, GEMMA3)}
+
+# Every spec a pool has built an LM for, by model string: lets accounting price cache hits.
+REGISTERED: dict[str, ModelSpec] = dict(EMBEDDED_SPECS)

@@ -1,0 +1,143 @@
+"""Run a program on examples: per-example records and aggregates (score with a 95% bootstrap CI,
+cost per example, latency p50/p95, validity rate, LM calls, tokens).
+
+>>> ev = evaluate(Sentiment(), examples, metric, lm=pool.lm("local/smollm2-135m"))
+>>> ev.summary()["score"], ev.summary()["score_ci"]
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import dspy
+import numpy as np
+from scipy import stats
+
+from optimizer.accounting import CallRecord, Ledger, totals
+from optimizer.errors import InvalidOutput, TruncatedOutput
+from optimizer.progress import progress_bar
+
+BOOTSTRAP_RESAMPLES = 2000
+BOOTSTRAP_SEED = 0
+
+
+@dataclass
+class ExampleResult:
+    """One example's outcome; ``error`` holds a typed failure (truncation, invalid output) as text."""
+
+    index: int
+    score: float
+    valid: bool
+    prediction: dict[str, Any] | None
+    calls: list[CallRecord]
+    error: str | None = None
+    error_type: str | None = None
+
+    @property
+    def latency_s(self) -> float:
+        return sum(c.latency_s for c in self.calls)
+
+    @property
+    def cost(self) -> float:
+        return sum(c.cost for c in self.calls)
+
+
+def bootstrap_ci(scores: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean (scipy), seeded; a constant sample gives a zero-width CI."""
+    data = np.asarray(scores, dtype=float)
+    if len(data) < 2 or np.ptp(data) == 0:
+        mean = float(data.mean()) if len(data) else 0.0
+        return mean, mean
+    res = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                          method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+@dataclass
+class Evaluation:
+    """Per-example results plus the aggregates the optimizer and reports use."""
+
+    results: list[ExampleResult]
+    calls: list[CallRecord] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.calls = [c for r in self.results for c in r.calls]
+
+    @property
+    def score(self) -> float:
+        return float(np.mean([r.score for r in self.results])) if self.results else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        n = max(len(self.results), 1)
+        latencies = [r.latency_s for r in self.results] or [0.0]
+        low, high = bootstrap_ci([r.score for r in self.results])
+        return {
+            "examples": len(self.results), "score": self.score, "score_ci": [low, high],
+            "validity_rate": sum(r.valid for r in self.results) / n,
+            "cost_per_example": sum(r.cost for r in self.results) / n,
+            "latency_p50_s": float(np.percentile(latencies, 50)),
+            "latency_p95_s": float(np.percentile(latencies, 95)),
+            "lm_calls": len(self.calls), "cached_calls": sum(c.cached for c in self.calls),
+            "input_tokens": sum(c.input_tokens for c in self.calls),
+            "output_tokens": sum(c.output_tokens for c in self.calls),
+            "truncations": sum(r.error_type == "TruncatedOutput" for r in self.results),
+            "by_model": totals(self.calls, "model"), "by_step": totals(self.calls, "step"),
+        }
+
+
+def _prediction_dict(pred: Any) -> dict[str, Any]:
+    items = pred.items() if hasattr(pred, "items") else vars(pred).items()
+    return json.loads(json.dumps(dict(items), default=lambda o: o.model_dump() if hasattr(o, "model_dump")
+                                 else str(o)))
+
+
+def _failure(exc: Exception, calls: list[CallRecord]) -> Exception:
+    """Name a failure by its evidence: a truncated generation, or an output that did not parse."""
+    bad = next((c for c in reversed(calls) if c.finish_reason == "length"), None)
+    if bad is not None:
+        return TruncatedOutput(bad.model, bad.step, bad.text)
+    last = calls[-1] if calls else None
+    return InvalidOutput(last and last.model, last and last.step, last and last.text, f"{type(exc).__name__}: {exc}")
+
+
+def run_example(program: dspy.Module, example: dspy.Example, metric: Callable, index: int,
+                steps: dict[int, str]) -> ExampleResult:
+    """Run one example; never raises for model-side failures (they become a recorded invalid result)."""
+    ledger = Ledger(steps=steps)
+    with dspy.context(callbacks=[*dspy.settings.callbacks, ledger]):
+        try:
+            pred = program(**example.inputs())
+        except Exception as exc:  # noqa: BLE001 - every model-side failure is a recorded result
+            failure = _failure(exc, ledger.records)
+            return ExampleResult(index, 0.0, False, None, ledger.records, str(failure), type(failure).__name__)
+    valid = all(c.valid is not False for c in ledger.records)
+    return ExampleResult(index, float(metric(example, pred)), valid, _prediction_dict(pred), ledger.records)
+
+
+def prefix_order(examples: Sequence[dspy.Example]) -> list[int]:
+    """Indices sorted by input text so consecutive calls share the longest possible prompt prefix."""
+    def key(i: int) -> str:
+        return json.dumps(dict(examples[i].inputs().items()), sort_keys=True, default=str)
+
+    return sorted(range(len(examples)), key=key)
+
+
+def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Callable, *,
+             lm: dspy.LM | None = None, adapter: dspy.Adapter | None = None,
+             description: str = "evaluating", show_progress: bool = True) -> Evaluation:
+    """Evaluate ``program`` on ``examples``; ``lm``/``adapter`` are defaults for steps without their own.
+
+    Calls are ordered to reuse the model's KV prefix; results come back in the input order."""
+    steps = {id(p): name for name, p in program.named_predictors()}
+    results: list[ExampleResult | None] = [None] * len(examples)
+    overrides: dict[str, Any] = {"adapter": adapter or dspy.JSONAdapter()}
+    if lm is not None:
+        overrides["lm"] = lm
+    with dspy.context(**overrides), progress_bar(description, len(examples), show_progress) as advance:
+        for i in prefix_order(examples):
+            results[i] = run_example(program, examples[i], metric, i, steps)
+            advance()
+    return Evaluation([r for r in results if r is not None])

@@ -1,0 +1,27 @@
+"""Process setup shared by the CLI and the Python API: DSPy's response cache location, quiet logs."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import dspy
+
+from optimizer.models.files import cache_dir
+
+_configured: Path | None = None
+
+
+def configure(cache: str | Path | None = None) -> Path:
+    """Put DSPy's disk cache under ``cache`` (default: progopt's cache dir); idempotent per directory."""
+    global _configured
+    target = Path(cache) if cache else cache_dir() / "dspy"
+    if _configured != target:
+        target.mkdir(parents=True, exist_ok=True)
+        dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(target))
+        _configured = target
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    # Truncations are recorded per call as typed failures; DSPy's per-call warning only adds noise.
+    logging.getLogger("dspy.clients.lm").setLevel(logging.ERROR)
+    return target

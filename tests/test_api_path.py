@@ -1,0 +1,56 @@
+"""API models through LiteLLM over real HTTP: llama-cpp-python's OpenAI-compatible server on loopback."""
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from optimizer.evaluate import evaluate
+from optimizer.models import ModelPool
+from optimizer.models.files import smollm2_gguf
+from programs.sentiment import TASK, Sentiment, metric
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=2)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail("llama_cpp.server exited before it answered")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("llama_cpp.server did not answer within 120 s")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_litellm_model_string_joins_the_pool_and_outputs_validate(llama_server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-secret")
+    pool = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")
+    ev = evaluate(Sentiment(), TASK.load("test", limit=10), metric, lm=pool.lm("openai/smollm2"),
+                  show_progress=False)
+    summary = ev.summary()
+    assert summary["validity_rate"] == 1.0 and summary["lm_calls"] == 10
+    assert all(r.prediction["sentiment"] in {"negative", "positive"} for r in ev.results)
+    assert summary["input_tokens"] > 0 and all(not c.cached for c in ev.calls)
