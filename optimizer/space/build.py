@@ -1,0 +1,105 @@
+"""Turn resolved step configs into a runnable copy of a program. The input program is never mutated.
+
+Each configured step is a :class:`ConfiguredPredict`: a ``dspy.Predict`` with its own instruction,
+demos, LM, prompt format (adapter) and decoding strategy, at the same attribute path as the original,
+so ``named_predictors()`` names are unchanged."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import dspy
+
+from optimizer.space.variant import StepConfig
+
+REASONING_FIELD = "reasoning"
+REASONING_DESC = "Think step by step, briefly, before giving the answer."
+
+# format name -> adapter factory; the compact adapter registers itself when its module is imported
+ADAPTERS: dict[str, Callable[[], dspy.Adapter]] = {"json": dspy.JSONAdapter, "chat": dspy.ChatAdapter}
+
+
+def make_adapter(fmt: str) -> dspy.Adapter:
+    if fmt == "compact" and "compact" not in ADAPTERS:
+        import optimizer.adapters.compact  # noqa: F401  (registers "compact")
+    try:
+        return ADAPTERS[fmt]()
+    except KeyError:
+        raise ValueError(f"unknown prompt format {fmt!r}; known: {sorted(ADAPTERS)}") from None
+
+
+def _vote_key(pred: dspy.Prediction, fields: list[str]) -> str:
+    return json.dumps({f: pred.get(f) for f in fields}, sort_keys=True, default=str)
+
+
+class ConfiguredPredict(dspy.Predict):
+    """A predictor bound to one :class:`StepConfig`. Self-consistency draws ``samples`` seeded samples
+    at ``temperature`` (each a separate, separately cached call) and returns the majority answer."""
+
+    def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM):
+        if config.strategy == "cot":
+            signature = signature.prepend(REASONING_FIELD, dspy.OutputField(desc=REASONING_DESC), type_=str)
+        super().__init__(signature.with_instructions(config.instruction))
+        self.step_config = config
+        self.lm = lm
+        self.demos = [dspy.Example(**d) for d in config.demos]
+        self.adapter = make_adapter(config.format)
+
+    def forward(self, **kwargs: Any) -> dspy.Prediction:
+        cfg = self.step_config
+        with dspy.context(adapter=self.adapter):
+            if cfg.strategy != "sc":
+                return super().forward(**kwargs)
+            preds, last_error = [], None
+            for i in range(cfg.samples):
+                config = {**kwargs.pop("config", {}), "temperature": cfg.temperature, "rollout_id": i, "seed": i}
+                try:
+                    preds.append(super().forward(**kwargs, config=config))
+                except Exception as exc:  # noqa: BLE001 - a failed sample loses its vote
+                    last_error = exc
+            if not preds:
+                raise last_error  # type: ignore[misc]
+        fields = [f for f in self.signature.output_fields if f != REASONING_FIELD]
+        winner, _ = Counter(_vote_key(p, fields) for p in preds).most_common(1)[0]
+        return next(p for p in preds if _vote_key(p, fields) == winner)
+
+
+_PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _set_path(root: Any, path: str, value: Any) -> None:
+    """Set ``value`` at a ``named_predictors()`` path such as ``a.b`` or ``steps[1]``."""
+    parts = [(name, int(idx) if idx else None) for name, idx in _PATH.findall(path)]
+    obj = root
+    for name, idx in parts[:-1]:
+        obj = obj[idx] if idx is not None else getattr(obj, name)
+    name, idx = parts[-1]
+    if idx is not None:
+        obj[idx] = value
+    else:
+        setattr(obj, name, value)
+
+
+def build_program(program: dspy.Module, steps: Mapping[str, StepConfig],
+                  lm_for: Callable[[str], dspy.LM]) -> dspy.Module:
+    """A deep copy of ``program`` whose named steps run with ``steps``; ``lm_for`` maps model names to LMs."""
+    copy = program.deepcopy()
+    predictors = dict(copy.named_predictors())
+    unknown = set(steps) - set(predictors)
+    if unknown:
+        raise KeyError(f"steps {sorted(unknown)} are not predictors of {type(program).__name__} "
+                       f"(it has {sorted(predictors)})")
+    for name, config in steps.items():
+        original = predictors[name]
+        _set_path(copy, name, ConfiguredPredict(original.signature, config, lm_for(config.model)))
+    return copy
+
+
+def baseline_steps(program: dspy.Module, model: str, fmt: str = "json") -> dict[str, StepConfig]:
+    """The unoptimized program on one model: original instructions, no demos, direct decoding."""
+    return {name: StepConfig(instruction=p.signature.instructions, model=model, format=fmt)  # type: ignore[arg-type]
+            for name, p in program.named_predictors()}

@@ -1,0 +1,110 @@
+"""A variant is a plain value: one choice per program step. The search space holds the candidate pools
+(instructions, demo sets) by id, so a variant stays small and a resumed study sees the same choices.
+
+>>> space.resolve(variant)["classify"].instruction
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Format = Literal["json", "chat", "compact"]
+STRATEGIES = ("direct", "cot", "sc3", "sc5")
+SC_TEMPERATURE = 0.7
+
+
+class StepConfig(BaseModel):
+    """What one step runs with, fully resolved: the form stored in artifacts."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instruction: str
+    demos: list[dict[str, Any]] = Field(default_factory=list)
+    model: str
+    strategy: Literal["direct", "cot", "sc"] = "direct"
+    samples: int = Field(1, ge=1, description="self-consistency: samples voted on (each a paid call)")
+    temperature: float = 0.0
+    format: Format = "json"
+
+
+def strategy_settings(strategy: str) -> dict[str, Any]:
+    """'direct', 'cot', or 'scK' (self-consistency with K samples) as StepConfig fields."""
+    if strategy in ("direct", "cot"):
+        return {"strategy": strategy, "samples": 1, "temperature": 0.0}
+    if strategy.startswith("sc") and strategy[2:].isdigit() and int(strategy[2:]) >= 2:
+        return {"strategy": "sc", "samples": int(strategy[2:]), "temperature": SC_TEMPERATURE}
+    raise ValueError(f"unknown strategy {strategy!r}: use direct, cot or scK (K >= 2)")
+
+
+class StepChoice(BaseModel):
+    """One step's point in the search space, by candidate id."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    instruction: str
+    demos: str
+    model: str
+    strategy: str = "direct"
+    format: Format = "json"
+
+
+class Variant(BaseModel):
+    """One choice per step, by predictor name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: dict[str, StepChoice]
+
+    def key(self) -> str:
+        """A short stable id: equal variants have equal keys."""
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+    def params(self) -> dict[str, str]:
+        """Flat ``step.field -> value`` pairs (for Optuna and MLflow params)."""
+        return {f"{step}.{k}": str(v) for step, c in self.steps.items() for k, v in c.model_dump().items()}
+
+
+class StepSpace(BaseModel):
+    """The candidates of one step, by id."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    instructions: dict[str, str]
+    demo_sets: dict[str, list[dict[str, Any]]]
+
+
+class SearchSpace(BaseModel):
+    """Everything a compile may choose from. Built once per compile and stored with the study."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: dict[str, StepSpace]
+    models: list[str]
+    strategies: list[str] = Field(default_factory=lambda: ["direct"])
+    formats: list[Format] = Field(default_factory=lambda: ["json"])
+
+    def choices(self, step: str) -> dict[str, list[str]]:
+        """The categorical choices of ``step``, field by field, in a fixed order."""
+        s = self.steps[step]
+        return {"instruction": list(s.instructions), "demos": list(s.demo_sets), "model": self.models,
+                "strategy": self.strategies, "format": list(self.formats)}
+
+    def size(self) -> int:
+        n = 1
+        for step in self.steps:
+            for options in self.choices(step).values():
+                n *= len(options)
+        return n
+
+    def resolve(self, variant: Variant) -> dict[str, StepConfig]:
+        """The runnable configuration of every step of ``variant``."""
+        out = {}
+        for name, c in variant.steps.items():
+            s = self.steps[name]
+            out[name] = StepConfig(instruction=s.instructions[c.instruction], demos=s.demo_sets[c.demos],
+                                   model=c.model, format=c.format, **strategy_settings(c.strategy))
+        return out
