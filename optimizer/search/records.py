@@ -1,0 +1,59 @@
+"""What a compile produces: one :class:`TrialRecord` per evaluated variant, and the :class:`CompileResult`.
+
+Plain pydantic values: the tracker turns them into MLflow runs, the artifact writer into JSON, the
+report into tables and plots. Nothing here runs a model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from optimizer.space.variant import SearchSpace, StepConfig, Variant
+
+Stage = Literal["baseline", "minibatch", "full", "test"]
+
+
+class TrialRecord(BaseModel):
+    """One evaluation of one variant on one data slice.
+
+    ``summary`` is :meth:`optimizer.evaluate.Evaluation.summary` (score, score_ci, validity_rate,
+    cost_per_example, latency_p50_s, latency_p95_s, lm_calls, cached_calls, tokens, by_model, by_step)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    number: int = Field(description="Optuna trial number; baselines and test evaluations use -1")
+    variant_key: str
+    variant: Variant
+    steps: dict[str, StepConfig]
+    stage: Stage
+    examples: int
+    summary: dict[str, Any]
+    label: str | None = Field(None, description="e.g. 'baseline local/smollm2-135m'")
+
+
+class CompileResult(BaseModel):
+    """Every evaluated variant, the quality-vs-cost Pareto front and the chosen variant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    program: str = Field(description="program reference, 'path/file.py:Class' or 'module:Class'")
+    program_hash: str
+    seed: int
+    budget: dict[str, float]
+    spent: dict[str, float] = Field(description="calls, paid calls, cost and seconds the compile used")
+    space: SearchSpace
+    datasets: dict[str, str] = Field(description="split name -> dataset hash")
+    trials: list[TrialRecord]
+    baselines: list[TrialRecord]
+    front: list[str] = Field(description="variant keys on the validation Pareto front (quality vs cost)")
+    chosen: str = Field(description="variant key chosen under the user's preference")
+    test: list[TrialRecord] = Field(default_factory=list, description="front + baselines on the test split")
+    tracking_run_id: str | None = None
+
+    def best_full(self) -> dict[str, TrialRecord]:
+        """The full-validation record of each variant that has one (latest wins)."""
+        return {t.variant_key: t for t in self.trials if t.stage == "full"}
+
+    def chosen_steps(self) -> dict[str, StepConfig]:
+        return next(t.steps for t in [*self.trials, *self.baselines] if t.variant_key == self.chosen)
