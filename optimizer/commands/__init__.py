@@ -1,0 +1,1 @@
+"""One module per ``progopt`` subcommand; each exposes ``register(subparsers)``."""
