@@ -1,0 +1,128 @@
+"""Steps as artifact JSON and back, and the check that a program still matches its artifact.
+
+Signature fields are described and matched by name, never by position; a field's type is the JSON Schema
+of its annotation (pydantic ``TypeAdapter(annotation).json_schema()``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import dspy
+from pydantic import TypeAdapter
+from pydantic.fields import FieldInfo
+
+from optimizer.artifact.errors import SignatureDriftError
+from optimizer.artifact.schema import json_path
+from optimizer.models.spec import ModelSpec
+from optimizer.space.build import REASONING_FIELD
+from optimizer.space.variant import StepConfig
+
+KINDS = {"inputs": "input_fields", "outputs": "output_fields"}
+
+
+def field_type(annotation: Any) -> dict[str, Any]:
+    """The JSON Schema of a field annotation, e.g. ``Literal["a", "b"]`` -> ``{"enum": [...], ...}``."""
+    return TypeAdapter(annotation).json_schema()
+
+
+def _description(field: FieldInfo) -> str:
+    return str((field.json_schema_extra or {}).get("desc", ""))  # type: ignore[union-attr]
+
+
+def describe_fields(fields: dict[str, FieldInfo]) -> dict[str, Any]:
+    """``{name: {"description": ..., "type": <JSON Schema>}}`` for signature fields."""
+    return {name: {"description": _description(f), "type": field_type(f.annotation)} for name, f in fields.items()}
+
+
+def output_schema(signature: type[dspy.Signature], strategy: str) -> dict[str, Any]:
+    """The JSON Schema of a step's output object: its output fields (``reasoning`` first under cot),
+    all required, no other keys; nested definitions are hoisted to the top-level ``$defs``."""
+    types = {name: f.annotation for name, f in signature.output_fields.items()}
+    if strategy == "cot":
+        types = {REASONING_FIELD: str, **types}
+    properties, defs = {}, {}
+    for name, annotation in types.items():
+        sub = field_type(annotation)
+        for key, definition in sub.pop("$defs", {}).items():
+            if defs.setdefault(key, definition) != definition:
+                raise ValueError(f"two output types define different schemas named {key!r}")
+        properties[name] = sub
+    out: dict[str, Any] = {"type": "object", "properties": properties, "required": list(properties),
+                           "additionalProperties": False}
+    return {**out, "$defs": defs} if defs else out
+
+
+def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: ModelSpec) -> dict[str, Any]:
+    """One step as artifact JSON (the ``steps.<name>`` object)."""
+    return {
+        "signature": {"instructions": config.instruction, "inputs": describe_fields(signature.input_fields),
+                      "outputs": describe_fields(signature.output_fields)},
+        "demos": config.model_dump(mode="json")["demos"],
+        "model": spec.model_dump(mode="json"),
+        "strategy": {"name": config.strategy, "samples": config.samples, "temperature": config.temperature},
+        "format": config.format,
+        "output_schema": output_schema(signature, config.strategy),
+    }
+
+
+def step_config(step: dict[str, Any]) -> StepConfig:
+    """The :class:`StepConfig` a (validated) ``steps.<name>`` object describes."""
+    strategy = step["strategy"]
+    return StepConfig(instruction=step["signature"]["instructions"], demos=step["demos"],
+                      model=step["model"]["name"], strategy=strategy["name"], samples=strategy["samples"],
+                      temperature=strategy["temperature"], format=step["format"])
+
+
+def _names(names: Any) -> str:
+    return ", ".join(sorted(names)) or "none"
+
+
+def _check_fields(path: Path | str, at: tuple[str, ...], program_fields: dict[str, FieldInfo],
+                  saved: dict[str, Any], kind: str) -> None:
+    for name in saved:
+        if name not in program_fields:
+            raise SignatureDriftError(path, json_path((*at, name)), f"the program has no {kind[:-1]} field "
+                                      f"{name!r} (its {kind}: {_names(program_fields)}); a renamed field?")
+    for name, field in program_fields.items():
+        if name not in saved:
+            raise SignatureDriftError(path, json_path(at), f"the program's {kind[:-1]} field {name!r} is not in "
+                                      f"the artifact (it has: {_names(saved)})")
+        try:
+            actual = field_type(field.annotation)
+        except Exception as exc:  # noqa: BLE001 - any annotation pydantic cannot describe is drift
+            actual = {"error": f"{type(exc).__name__}: {exc}"}
+        if actual != saved[name]["type"]:
+            raise SignatureDriftError(path, json_path((*at, name, "type")), f"the program's type is {actual}, "
+                                      f"the artifact's is {saved[name]['type']}")
+
+
+def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str) -> None:
+    """Refuse a program whose step names, field names, field types or output schemas differ from ``steps``."""
+    predictors = dict(program.named_predictors())
+    for name in steps:
+        if name not in predictors:
+            raise SignatureDriftError(path, json_path(("steps", name)), f"{type(program).__name__} has no step "
+                                      f"{name!r} (its steps: {_names(predictors)})")
+    for name in predictors:
+        if name not in steps:
+            raise SignatureDriftError(path, "steps", f"{type(program).__name__}'s step {name!r} is not in the "
+                                      f"artifact (it has: {_names(steps)})")
+    for name, step in steps.items():
+        signature = predictors[name].signature
+        for kind, attr in KINDS.items():
+            _check_fields(path, ("steps", name, "signature", kind), getattr(signature, attr),
+                          step["signature"][kind], kind)
+        if output_schema(signature, step["strategy"]["name"]) != step["output_schema"]:
+            raise SignatureDriftError(path, json_path(("steps", name, "output_schema")),
+                                      "the program's output schema differs (reordered output fields?)")
+
+
+def apply_descriptions(program: dspy.Module, steps: dict[str, Any]) -> None:
+    """Give ``program``'s (checked) signatures the artifact's field descriptions, so prompts are the saved ones."""
+    for name, predictor in program.named_predictors():
+        signature = predictor.signature
+        for kind in KINDS:
+            for field, saved in steps[name]["signature"][kind].items():
+                signature = signature.with_updated_fields(field, desc=saved["description"])
+        predictor.signature = signature
