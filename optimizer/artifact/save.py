@@ -165,8 +165,8 @@ def save_artifact(path: str | Path, *, program_ref: str, program: dspy.Module, s
         doc[HASH_KEY] = content_hash(doc)
     except ValueError as exc:  # NaN or infinity in metrics
         raise ArtifactFormatError(path, "metrics", str(exc)) from exc
-    validate(doc, path)
     check_secrets(doc, path)
+    validate(doc, path)
     check_program(program_class(), step_docs, path)
     _write_atomic(path, json_dumps(doc))
     return path

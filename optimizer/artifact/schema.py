@@ -126,8 +126,10 @@ def validate(doc: dict[str, Any], path: Path | str) -> None:
     errors = list(_validator().iter_errors(doc))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
+        # a pattern error would echo the value, which may be a credential (an api_base with a password)
+        message = f"does not match {best.validator_value!r}" if best.validator == "pattern" else best.message
         more = f" (and {len(errors) - 1} more schema errors)" if len(errors) > 1 else ""
-        raise ArtifactFormatError(path, _error_path(best), f"{best.message}{more}")
+        raise ArtifactFormatError(path, _error_path(best), f"{message}{more}")
 
 
 def verify_hash(doc: dict[str, Any], path: Path | str) -> None:

@@ -1,0 +1,198 @@
+"""Every way an artifact is refused: a typed error naming the file and the JSON path of the bad field."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from optimizer.artifact import (
+    ArtifactError,
+    ArtifactFormatError,
+    ArtifactIntegrityError,
+    ArtifactProgramError,
+    ArtifactSecretError,
+    ArtifactVersionError,
+    SignatureDriftError,
+    load_artifact,
+    read_artifact,
+    save_artifact,
+)
+from optimizer.models import SMOLLM2, ModelSpec
+from optimizer.space import StepConfig
+from programs.sentiment import Sentiment
+from programs.trec import QuestionClassifier
+from tests.fixtures.artifacts import rewrite, save_sentiment, sentiment_config, write_program
+
+API = ModelSpec(name="openai/gpt-4o-mini", provider="litellm", api_base="https://api.example.com/v1")
+
+
+@pytest.fixture
+def saved(tmp_path: Path) -> Path:
+    return save_sentiment(tmp_path / "sentiment.json")
+
+
+def refused(path: Path, error: type[ArtifactError], json_path: str, **load) -> ArtifactError:
+    """Load ``path``, expect ``error`` at ``json_path``, and check the message names both."""
+    with pytest.raises(error) as info:
+        load_artifact(path, **load)
+    exc = info.value
+    assert exc.json_path == json_path and exc.path == str(path)
+    assert str(path) in str(exc) and f": {json_path}: " in str(exc)
+    return exc
+
+
+@pytest.mark.parametrize(("where", "json_path"), [
+    ((), "comment"), (("steps", "classify", "strategy"), "steps.classify.strategy.beam_width"),
+    (("provenance", "packages"), "provenance.packages.torch"),
+])
+def test_unknown_keys_are_rejected_everywhere(saved, where, json_path):
+    def add(doc):
+        for key in where:
+            doc = doc[key]
+        doc[json_path.rsplit(".", 1)[-1]] = 1
+
+    refused(rewrite(saved, add), ArtifactFormatError, json_path)
+
+
+def test_wrong_type_and_missing_key_name_the_field(saved, tmp_path):
+    def bad_name(doc):
+        doc["steps"]["classify"]["model"]["name"] = 3
+
+    refused(rewrite(saved, bad_name), ArtifactFormatError, "steps.classify.model.name")
+
+    def drop_format(doc):
+        del doc["steps"]["classify"]["format"]
+
+    refused(rewrite(save_sentiment(tmp_path / "b.json"), drop_format), ArtifactFormatError, "steps.classify.format")
+
+
+def test_tampered_content_fails_the_hash(saved):
+    def tamper(doc):
+        doc["steps"]["classify"]["demos"][0]["sentiment"] = "negative"
+
+    exc = refused(rewrite(saved, tamper, rehash=False), ArtifactIntegrityError, "content_sha256")
+    assert "modified after it was saved" in str(exc)
+
+
+def test_unknown_major_version_is_refused_and_a_newer_minor_is_read(saved):
+    def major(doc):
+        doc["format_version"] = "2.0"
+
+    refused(rewrite(saved, major), ArtifactVersionError, "format_version")
+
+    def minor(doc):
+        doc["format_version"] = "1.7"
+
+    assert read_artifact(rewrite(saved, minor))["format_version"] == "1.7"
+
+
+def test_truncated_file_is_not_json(saved):
+    saved.write_bytes(saved.read_bytes()[: len(saved.read_bytes()) // 2])
+    exc = refused(saved, ArtifactFormatError, "$")
+    assert "line" in str(exc) and "truncated" in str(exc)
+
+
+def test_duplicate_keys_are_refused_not_merged(saved):
+    text = saved.read_text(encoding="utf-8")
+    saved.write_text(text.replace('"format": "json"', '"format": "json", "format": "chat"'), encoding="utf-8")
+    refused(saved, ArtifactFormatError, "steps.classify.format")
+
+
+@pytest.mark.parametrize(("drift", "json_path"), [
+    ({"field": "text"}, "steps.classify.signature.inputs.sentence"),
+    ({"output_type": "bool"}, "steps.classify.signature.outputs.sentiment.type"),
+    ({"output_type": 'Literal["neg", "pos"]'}, "steps.classify.signature.outputs.sentiment.type"),
+    ({"step": "judge"}, "steps.classify"),
+])
+def test_signature_drift_is_refused(tmp_path, drift, json_path):
+    saved = save_sentiment(tmp_path / "a.json", program_ref=write_program(tmp_path))
+    drifted = write_program(tmp_path, "drifted", **drift)
+
+    def point_at_drifted(doc):
+        doc["program"]["ref"] = drifted
+
+    refused(rewrite(saved, point_at_drifted), SignatureDriftError, json_path)
+
+
+@pytest.mark.parametrize("ref", ["no_such_module_xyz:Program", "missing/program.py:Sentiment",
+                                 "programs.sentiment:NoSuchClass", "json:JSONDecoder"])
+def test_a_program_reference_that_does_not_import_is_refused(saved, ref):
+    def point(doc):
+        doc["program"]["ref"] = ref
+
+    refused(rewrite(saved, point), ArtifactProgramError, "program.ref")
+
+
+def test_a_changed_program_source_warns_or_with_strict_source_is_refused(tmp_path, caplog):
+    ref = write_program(tmp_path)
+    saved = save_sentiment(tmp_path / "a.json", program_ref=ref)
+    path = Path(ref.partition(":")[0])
+    path.write_text(path.read_text() + "\n# a comment\n")
+    refused(saved, ArtifactIntegrityError, "program.source_sha256", strict_source=True)
+    with caplog.at_level(logging.WARNING, logger="optimizer.artifact.load"):
+        load_artifact(saved)
+    assert "program.source_sha256" in caplog.text and "changed since the artifact was saved" in caplog.text
+
+
+def test_one_model_name_with_two_configurations_is_refused(tmp_path):
+    config = StepConfig(instruction="Classify.", model=SMOLLM2.name)
+    saved = save_artifact(tmp_path / "trec.json", program_ref="programs/trec.py:QuestionClassifier",
+                          program=QuestionClassifier(), steps={"coarse_step": config, "fine_step": config},
+                          models={SMOLLM2.name: SMOLLM2}, metrics={}, provenance={})
+
+    def change(doc):
+        doc["steps"]["fine_step"]["model"]["max_tokens"] = 16
+
+    exc = refused(rewrite(saved, change), ArtifactFormatError, "steps.fine_step.model")
+    assert "steps.coarse_step.model" in str(exc)
+
+
+def test_save_refuses_a_program_missing_steps_or_models(tmp_path):
+    with pytest.raises(ArtifactFormatError, match=r"a\.json: steps: configure every step"):
+        save_artifact(tmp_path / "a.json", program_ref="programs/trec.py:QuestionClassifier",
+                      program=QuestionClassifier(), steps={"coarse_step": sentiment_config(0)},
+                      models={}, metrics={}, provenance={})
+    with pytest.raises(ArtifactFormatError, match=r"steps\.classify\.model\.name: no ModelSpec"):
+        save_artifact(tmp_path / "a.json", program_ref="programs/sentiment.py:Sentiment", program=Sentiment(),
+                      steps={"classify": sentiment_config(0, model="local/other")}, models={SMOLLM2.name: SMOLLM2},
+                      metrics={}, provenance={})
+
+
+# --- secrets -------------------------------------------------------------------------------------------
+
+
+def test_a_modelspec_cannot_carry_a_key_or_credentials_in_its_url():
+    with pytest.raises(ValidationError):
+        ModelSpec(name="openai/gpt-4o-mini", provider="litellm", api_key="sk-123")  # type: ignore[call-arg]
+    with pytest.raises(ValidationError):
+        ModelSpec(name="openai/gpt-4o-mini", provider="litellm", api_base="https://me:pw@api.example.com/v1")
+
+
+@pytest.mark.parametrize("base", ["https://api.example.com/v1?token=abc123", "https://me:pw@api.example.com/v1"])
+def test_save_refuses_an_api_base_with_credentials(tmp_path, base):
+    spec = ModelSpec.model_construct(**{**API.model_dump(), "api_base": base})  # bypasses ModelSpec's own check
+    with pytest.raises(ArtifactSecretError, match=r"steps\.classify\.model\.api_base: .*may not carry"):
+        save_sentiment(tmp_path / "a.json", spec=spec, n_demos=0)
+    assert not (tmp_path / "a.json").exists()
+
+
+def test_save_refuses_the_value_of_a_secret_env_variable_anywhere(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    with pytest.raises(ArtifactSecretError, match="OPENAI_API_KEY") as info:
+        save_sentiment(tmp_path / "a.json", instruction="Classify. Key: sk-test-0123456789")
+    assert info.value.json_path == "steps.classify.signature.instructions"
+    assert "sk-test-0123456789" not in str(info.value)
+
+
+def test_an_api_base_with_credentials_on_disk_is_refused_at_load(tmp_path):
+    saved = save_sentiment(tmp_path / "a.json", spec=API, n_demos=0)
+    assert read_artifact(saved)["steps"]["classify"]["model"]["api_base"] == "https://api.example.com/v1"
+
+    def leak(doc):
+        doc["steps"]["classify"]["model"]["api_base"] = "https://me:pw@api.example.com/v1"
+
+    exc = refused(rewrite(saved, leak), ArtifactFormatError, "steps.classify.model.api_base")
+    assert "me:pw" not in str(exc)
