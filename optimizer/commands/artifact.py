@@ -1,0 +1,148 @@
+"""``progopt run`` and ``progopt validate``: use and check a compiled-program artifact.
+
+    progopt run sentiment.json --input '{"sentence": "a gorgeous film"}'
+    progopt run sentiment.json --inputs reviews.jsonl --out predictions.jsonl
+    progopt validate sentiment.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from optimizer.data import DataError
+
+ERROR_KEY = "_error"  # a JSONL output line for an input that failed: {"_error": "InvalidOutput: ..."}
+
+
+def prediction_json(pred: dspy.Prediction) -> dict[str, Any]:
+    """A prediction's fields as plain JSON values (pydantic outputs dumped)."""
+    return json.loads(json.dumps(dict(pred.items()), default=lambda o: o.model_dump(mode="json")
+                                 if hasattr(o, "model_dump") else str(o)))
+
+
+def _parameters(program: dspy.Module) -> set[str] | None:
+    """The keyword inputs ``program`` accepts; ``None`` when its ``forward`` takes ``**kwargs``."""
+    # the class attribute: reading ``program.forward`` on an instance makes DSPy warn
+    params = list(inspect.signature(type(program).forward).parameters.values())[1:]
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _read_inputs(path: Path, accepted: set[str] | None) -> list[dict[str, Any]]:
+    """One JSON object per line; keys the program does not take (labels, ids) are dropped."""
+    rows = []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
+            if not isinstance(row, dict):
+                raise DataError(path, lineno, f"expected a JSON object, got {type(row).__name__}")
+            rows.append(row if accepted is None else {k: v for k, v in row.items() if k in accepted})
+    return rows
+
+
+def _run_one(program: dspy.Module, text: str) -> int:
+    try:
+        inputs = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    accepted = _parameters(program)
+    unknown = sorted(set(inputs) - accepted) if isinstance(inputs, dict) and accepted is not None else []
+    if not isinstance(inputs, dict) or unknown:
+        raise ValueError(f"--input must be a JSON object of the program's inputs {sorted(accepted or [])}; "
+                         f"unknown: {unknown}")
+    print(json.dumps(prediction_json(program(**inputs)), ensure_ascii=False))
+    return 0
+
+
+def _run_file(program: dspy.Module, source: Path, out: Path) -> int:
+    from optimizer.evaluate import prefix_order
+    from optimizer.progress import progress_bar
+
+    rows = _read_inputs(source, _parameters(program))
+    results: list[dict[str, Any]] = [{} for _ in rows]
+    failed = 0
+    examples = [dspy.Example(**row).with_inputs(*row) for row in rows]
+    with progress_bar(f"running {len(rows)} inputs", len(rows)) as advance:
+        for i in prefix_order(examples):  # consecutive calls share their prompt prefix
+            try:
+                results[i] = prediction_json(program(**rows[i]))
+            except Exception as exc:  # noqa: BLE001 - a failed input is a recorded line, not a crash
+                results[i] = {ERROR_KEY: f"{type(exc).__name__}: {exc}"}
+                failed += 1
+            advance(status=f"{failed} failed" if failed else "")
+    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
+    if failed:
+        print(f"progopt run: {failed} of {len(rows)} inputs failed (lines with {ERROR_KEY!r} in {out})",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the artifact and run it on one input or on a JSONL file of inputs."""
+    from optimizer.artifact import load_artifact
+
+    if args.inputs and not args.out:
+        raise ValueError("--inputs needs --out FILE.jsonl")
+    program = load_artifact(args.artifact, strict_source=args.strict_source)
+    if args.input is not None:
+        return _run_one(program, args.input)
+    return _run_file(program, Path(args.inputs), Path(args.out))
+
+
+def summary_lines(doc: dict[str, Any]) -> list[str]:
+    """A short human summary of a (validated) artifact document."""
+    lines = [f"program  {doc['program']['ref']} (source sha256 {doc['program']['source_sha256'][:12]})",
+             f"format   {doc['format_version']}, content sha256 {doc['content_sha256'][:12]}"]
+    for name, step in doc["steps"].items():
+        strategy = step["strategy"]
+        lines.append(f"step     {name}: {step['model']['name']}, {strategy['name']} (samples {strategy['samples']}), "
+                     f"format {step['format']}, {len(step['demos'])} demos")
+    for split, m in doc["metrics"].items():
+        if m is not None:
+            lo, hi = m["score_ci"]
+            lines.append(f"{split:<8} score {m['score']:.3f} [{lo:.3f}, {hi:.3f}] on {m['examples']} examples, "
+                         f"validity {m['validity_rate']:.0%}, ${m['cost_per_example']:.2e}/example, "
+                         f"p50 {m['latency_p50_s']:.3f}s, p95 {m['latency_p95_s']:.3f}s, {m['lm_calls']} LM calls")
+    return lines
+
+
+def validate(args: argparse.Namespace) -> int:
+    """Run every load check (schema, hash, version, import, signatures) without calling a model."""
+    from optimizer.artifact import ArtifactError, load_artifact, read_artifact
+
+    try:
+        load_artifact(args.artifact, strict_source=args.strict_source)
+        doc = read_artifact(args.artifact)
+    except ArtifactError as exc:
+        print(f"INVALID {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join([f"OK {args.artifact}", *summary_lines(doc)]))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="run a compiled artifact on one input or a JSONL file of inputs")
+    p.add_argument("artifact", help="compiled-program JSON artifact")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--input", help='one input as a JSON object, e.g. \'{"sentence": "a gorgeous film"}\'')
+    source.add_argument("--inputs", help="JSONL file, one input object per line (other keys are ignored)")
+    p.add_argument("--out", help="JSONL file for the predictions, one line per input (with --inputs)")
+    p.add_argument("--strict-source", action="store_true", help="refuse a program source changed since saving")
+    p.set_defaults(func=run)
+    v = sub.add_parser("validate", help="check an artifact: schema, hash, version, program import, signatures")
+    v.add_argument("artifact", help="compiled-program JSON artifact")
+    v.add_argument("--strict-source", action="store_true", help="refuse a program source changed since saving")
+    v.set_defaults(func=validate)
