@@ -9,7 +9,10 @@ not, names the step (predictor) that made it, and marks whether the adapter coul
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -44,24 +47,59 @@ def call_cost(spec: ModelSpec, tokens_in: int, tokens_out: int) -> float:
     return ((price_in or 0.0) * tokens_in + (price_out or 0.0) * tokens_out) / 1e6
 
 
+class BudgetExhausted(RuntimeError):
+    """Raised by an engine instead of calling a model once the active budget is spent."""
+
+
 @dataclass
 class EngineMeter:
-    """Process-wide count of calls that reached a model (never cache hits). Thread-safe."""
+    """Process-wide count of calls that reached a model (never cache hits). Thread-safe.
+
+    Engines call :meth:`reserve` before each model call: it counts the call, or raises
+    :class:`BudgetExhausted` when a limit set by :meth:`limit` is reached, so no call ever exceeds it."""
 
     calls: int = 0
     tokens: int = 0
     cost: float = 0.0
     compiles: int = 0
     per_model: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    max_calls: int | None = None
+    max_cost: float | None = None
+    deadline: float | None = None
+    listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def add(self, model: str, tokens: int, cost: float, compiled: bool) -> None:
+    def reserve(self, model: str) -> None:
         with self._lock:
+            if self.max_calls is not None and self.calls >= self.max_calls:
+                raise BudgetExhausted(f"LM-call budget reached ({self.max_calls} calls)")
+            if self.max_cost is not None and self.cost >= self.max_cost:
+                raise BudgetExhausted(f"cost budget reached (US${self.max_cost:.6f})")
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                raise BudgetExhausted("time budget reached")
             self.calls += 1
+            self.per_model[model] += 1
+        for listener in self.listeners:  # e.g. persist spending before the call, so a kill loses none
+            listener()
+
+    def add(self, tokens: int, cost: float, compiled: bool) -> None:
+        with self._lock:
             self.tokens += tokens
             self.cost += cost
             self.compiles += int(compiled)
-            self.per_model[model] += 1
+
+    @contextmanager
+    def limit(self, calls: int | None = None, cost: float | None = None,
+              seconds: float | None = None) -> Iterator[None]:
+        """Within the block, allow at most ``calls`` more model calls, ``cost`` more US$, ``seconds``."""
+        saved = (self.max_calls, self.max_cost, self.deadline)
+        self.max_calls = None if calls is None else self.calls + calls
+        self.max_cost = None if cost is None else self.cost + cost
+        self.deadline = None if seconds is None else time.monotonic() + seconds
+        try:
+            yield
+        finally:
+            self.max_calls, self.max_cost, self.deadline = saved
 
 
 METER = EngineMeter()
@@ -77,9 +115,9 @@ def current_step() -> str | None:
 
 def report_engine_call(spec: ModelSpec, tokens_in: int, tokens_out: int, latency: float, finish: str,
                        text: str, *, compiled: bool = False) -> None:
-    """Called by engines after each real model call."""
+    """Called by engines after each real model call (the call was counted by ``METER.reserve``)."""
     cost = call_cost(spec, tokens_in, tokens_out)
-    METER.add(spec.name, tokens_in + tokens_out, cost, compiled)
+    METER.add(tokens_in + tokens_out, cost, compiled)
     record = _current.get()
     if record is not None:
         record.cached, record.input_tokens, record.output_tokens = False, tokens_in, tokens_out

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 @contextmanager
 def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator[Callable[..., None]]:
-    """Yield ``advance(n=1, **fields)``; shows a bar with count and ETA when ``enabled``."""
+    """Yield ``advance(n=1, status="", completed=None)``; shows a bar with count and ETA when ``enabled``."""
     if not enabled:
         yield lambda *a, **k: None
         return
@@ -19,7 +19,10 @@ def progress_bar(description: str, total: int, enabled: bool = True) -> Iterator
     with Progress(*columns, transient=False) as bar:
         task = bar.add_task(description, total=total, status="")
 
-        def advance(n: int = 1, status: str = "") -> None:
-            bar.update(task, advance=n, status=status)
+        def advance(n: int = 1, status: str = "", completed: int | None = None) -> None:
+            if completed is not None:
+                bar.update(task, completed=completed, status=status)
+            else:
+                bar.update(task, advance=n, status=status)
 
         yield advance

@@ -10,7 +10,7 @@ from typing import Any
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, Usage, response_to_events
 
-from optimizer.accounting import report_engine_call
+from optimizer.accounting import METER, report_engine_call
 from optimizer.models.prompt import chat_messages
 from optimizer.models.spec import ModelSpec
 
@@ -38,6 +38,7 @@ class ApiEngine:
         import litellm
 
         validate_request(request)
+        METER.reserve(self.spec.name)
         cfg = request.config
         body: dict[str, Any] = {
             "model": self.spec.name, "messages": chat_messages(request), "timeout": TIMEOUT_S,

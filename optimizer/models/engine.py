@@ -12,18 +12,25 @@ from typing import Any
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Message, Request, Response, Usage, response_to_events
 
-from optimizer.accounting import current_step, report_engine_call
+from optimizer.accounting import METER, current_step, report_engine_call
 from optimizer.models import local
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
 from optimizer.models.spec import ModelSpec
 
 REGEX_METADATA_KEY = "progopt_regex"  # carried in request metadata: lm15 has no regex response_format
+# Metadata flag: the messages' text, concatenated as is, is the whole prompt (no chat template, no
+# separators), so a completion-style prompt can end mid-line, at an output field's prefix.
+RAW_METADATA_KEY = "progopt_raw"
+
+
+def _metadata(request: Request) -> dict[str, Any]:
+    return (request.config.extensions or {}).get("metadata") or {}
 
 
 def constraint_of(request: Request) -> Constraint | None:
     """The decoding constraint a request carries: a JSON-Schema ``response_format`` or a regex."""
-    metadata = (request.config.extensions or {}).get("metadata") or {}
+    metadata = _metadata(request)
     if REGEX_METADATA_KEY in metadata:
         return Constraint("regex", metadata[REGEX_METADATA_KEY])
     return Constraint.from_response_format(request.config.response_format)
@@ -40,6 +47,7 @@ class LlamaEngine:
 
     def complete(self, request: Request) -> Response:
         validate_request(request)
+        METER.reserve(self.spec.name)
         model = local.load(self.spec, slot=current_step())
         cfg = request.config
         constraint = constraint_of(request)
@@ -58,7 +66,11 @@ class LlamaEngine:
 
                 proc, built = model.processors.get(constraint)
                 kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([proc])
-            if self.spec.chat:
+            if _metadata(request).get(RAW_METADATA_KEY):
+                prompt = "".join(m["content"] for m in chat_messages(request))
+                out = model.llm.create_completion(prompt, **kwargs)
+                text = out["choices"][0]["text"]
+            elif self.spec.chat:
                 out = model.llm.create_chat_completion(chat_messages(request), **kwargs)
                 text = out["choices"][0]["message"]["content"] or ""
             else:

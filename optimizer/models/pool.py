@@ -8,7 +8,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import dspy
 
@@ -16,9 +17,11 @@ from optimizer.models.spec import EMBEDDED_SPECS, REGISTERED, ModelSpec
 
 
 class ModelPool:
-    """An ordered set of :class:`ModelSpec` by name, with one ``dspy.LM`` per name per process."""
+    """An ordered set of :class:`ModelSpec` by name, with one ``dspy.LM`` per name per process.
 
-    def __init__(self, specs: Iterable[ModelSpec]):
+    ``engine_for`` replaces the engine choice (tests use it for record/replay engines)."""
+
+    def __init__(self, specs: Iterable[ModelSpec], engine_for: Callable[[ModelSpec], Any] | None = None):
         self.specs: dict[str, ModelSpec] = {}
         for spec in specs:
             if spec.name in self.specs:
@@ -27,6 +30,7 @@ class ModelPool:
         if not self.specs:
             raise ValueError("a model pool needs at least one model")
         self._lms: dict[str, dspy.LM] = {}
+        self._engine_for = engine_for
         self._lock = threading.Lock()
 
     @classmethod
@@ -58,7 +62,9 @@ class ModelPool:
             if name not in self._lms:
                 spec = self[name]
                 REGISTERED[name] = spec
-                if spec.provider == "local":
+                if self._engine_for is not None:
+                    engine = self._engine_for(spec)
+                elif spec.provider == "local":
                     from optimizer.models.engine import LlamaEngine
 
                     engine = LlamaEngine(spec)

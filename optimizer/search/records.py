@@ -5,7 +5,7 @@ report into tables and plots. Nothing here runs a model."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -57,3 +57,17 @@ class CompileResult(BaseModel):
 
     def chosen_steps(self) -> dict[str, StepConfig]:
         return next(t.steps for t in [*self.trials, *self.baselines] if t.variant_key == self.chosen)
+
+
+class CompileObserver(Protocol):
+    """Receives a compile's records as they happen (the MLflow tracker is one). ``start`` returns a run
+    id to record in the result, or None; a resumed compile calls ``start`` with the same study name."""
+
+    def start(self, *, study_name: str, program: str, seed: int, budget: dict[str, Any],
+              datasets: dict[str, str]) -> str | None: ...
+
+    def log_trial(self, record: TrialRecord) -> None: ...
+
+    def finish(self, result: CompileResult) -> None: ...
+
+    def fail(self, error: BaseException) -> None: ...

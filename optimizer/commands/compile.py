@@ -1,0 +1,83 @@
+"""``progopt compile``: search a program's per-step instruction, demos, model, strategy and format."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from optimizer.commands.evaluate import add_task_arguments
+
+
+def run(args: argparse.Namespace) -> int:
+    from optimizer.results import plot_front, print_report
+    from optimizer.search.compile import Budget, compile
+    from optimizer.tasks import resolve_task
+
+    task = resolve_task(args)
+    train = task.load(args.train or "train", args.train_limit)
+    val = task.load(args.val or "val", args.val_limit)
+    test = task.load(args.data or args.split, args.limit) if args.split != "none" else None
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    storage = args.storage or f"sqlite:///{out.with_suffix('.study.db')}"
+    observer = None
+    if args.tracking_uri != "none":
+        from optimizer.tracking import MlflowTracker
+
+        observer = MlflowTracker(tracking_uri=args.tracking_uri, experiment=args.experiment)
+    result = compile(
+        task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool, testset=test,
+        budget=Budget(calls=args.budget, cost=args.budget_cost, seconds=args.budget_seconds), seed=args.seed,
+        storage=storage, study_name=args.study_name, strategy=args.strategy, objectives=args.objectives,
+        max_cost_per_example=args.max_cost, max_p95_latency_s=args.max_p95, formats=args.formats,
+        strategies=args.strategies, proposer=None if args.proposer == "none" else args.proposer,
+        teacher=None if args.teacher == "none" else args.teacher, minibatch=args.minibatch,
+        program_ref=args.program, observer=observer)
+    print_report(result)
+    png = plot_front(result, out.with_suffix(".front.png"))
+    result_path = out.with_suffix(".result.json")
+    result_path.write_text(result.model_dump_json(indent=1), encoding="utf-8")
+    _save_artifact(result, out, task)
+    print(json.dumps({"artifact": str(out), "result": str(result_path), "front_png": str(png),
+                      "storage": storage, "spent": result.spent}, indent=1))
+    return 0
+
+
+def _save_artifact(result, out: Path, task) -> None:  # noqa: ANN001 - CompileResult, TaskSetup
+    """The chosen variant as the JSON artifact (plain variant JSON until the artifact module exists)."""
+    try:
+        from optimizer.artifact import save_result
+    except ImportError:
+        out.write_text(json.dumps({k: v.model_dump() for k, v in result.chosen_steps().items()}, indent=1))
+        return
+    save_result(result, out, program=task.program_class(), pool=task.pool)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("compile", help="optimize a program; writes the chosen artifact, result JSON and front PNG")
+    add_task_arguments(p)
+    p.set_defaults(split="test")
+    p.add_argument("--train", help="train file or split (default: TASK train)")
+    p.add_argument("--val", help="validation file or split (default: TASK val)")
+    p.add_argument("--train-limit", type=int)
+    p.add_argument("--val-limit", type=int)
+    p.add_argument("--budget", type=int, default=1000, help="LM calls reaching a model (default 1000)")
+    p.add_argument("--budget-cost", type=float, help="US$ limit")
+    p.add_argument("--budget-seconds", type=float, help="wall-clock limit")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strategy", default="tpe", choices=["tpe", "nsga2", "random", "coordinate", "exhaustive"])
+    p.add_argument("--objectives", nargs="+", default=["quality", "cost"], choices=["quality", "cost", "latency"])
+    p.add_argument("--max-cost", type=float, help="max US$ per example for the chosen variant")
+    p.add_argument("--max-p95", type=float, help="max p95 latency (s) per example for the chosen variant")
+    p.add_argument("--formats", nargs="+", default=["json"], choices=["json", "chat", "compact"])
+    p.add_argument("--strategies", nargs="+", default=["direct"], help="direct, cot, scK (self-consistency)")
+    p.add_argument("--proposer", default="first", help="pool model proposing instructions ('none' to skip)")
+    p.add_argument("--teacher", default="first", help="pool model bootstrapping demos ('none' to skip)")
+    p.add_argument("--minibatch", type=int, default=16, help="validation examples for screening")
+    p.add_argument("--storage", help="Optuna storage URL (default: sqlite next to --out)")
+    p.add_argument("--study-name", help="resume/continue this study (default: derived from program and data)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db; 'none')")
+    p.add_argument("--experiment", default="progopt", help="MLflow experiment name")
+    p.add_argument("--out", default="out/compiled.json", help="artifact path")
+    p.set_defaults(func=run)

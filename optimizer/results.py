@@ -1,0 +1,97 @@
+"""Results of a compile: the Pareto front, the chosen variant, a report table and a front plot."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from optimizer.report import evaluation_table, print_table
+from optimizer.search.records import CompileResult, TrialRecord
+
+# objective -> (summary key, sign): sign +1 maximise, -1 minimise
+OBJECTIVES = {"quality": ("score", 1.0), "cost": ("cost_per_example", -1.0), "latency": ("latency_p50_s", -1.0)}
+
+
+def _vector(record: TrialRecord, objectives: Sequence[str]) -> tuple[float, ...]:
+    return tuple(OBJECTIVES[o][1] * record.summary[OBJECTIVES[o][0]] for o in objectives)
+
+
+def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[str] = ("quality", "cost")) -> list[TrialRecord]:
+    """Non-dominated records (one per variant), sorted by quality, best first."""
+    unique = {r.variant_key: r for r in records}
+    vectors = {k: _vector(r, objectives) for k, r in unique.items()}
+
+    def dominated(k: str) -> bool:
+        v = vectors[k]
+        return any(all(a >= b for a, b in zip(w, v, strict=True)) and w != v for w in vectors.values())
+
+    front = [r for k, r in unique.items() if not dominated(k)]
+    return sorted(front, key=lambda r: (-r.summary["score"], r.summary["cost_per_example"]))
+
+
+def feasible(record: TrialRecord, max_cost: float | None, max_p95: float | None) -> bool:
+    s = record.summary
+    return (max_cost is None or s["cost_per_example"] <= max_cost) and (
+        max_p95 is None or s["latency_p95_s"] <= max_p95)
+
+
+def choose(records: Sequence[TrialRecord], *, max_cost: float | None = None,
+           max_p95: float | None = None) -> TrialRecord:
+    """Highest quality within the caps (ties: cheaper, then by variant key, so the choice does not depend
+    on the order the variants were found in); the cheapest if none fits."""
+    ok = [r for r in records if feasible(r, max_cost, max_p95)]
+    if not ok:
+        return min(records, key=lambda r: (r.summary["cost_per_example"], r.variant_key))
+    return min(ok, key=lambda r: (-r.summary["score"], r.summary["cost_per_example"], r.variant_key))
+
+
+def describe(record: TrialRecord) -> str:
+    """A short label: the record's own label, or each step's model/format/strategy/demos."""
+    if record.label:
+        return record.label
+    parts = [f"{name}={c.model.split('/')[-1]},{c.format},{c.strategy}{c.samples if c.strategy == 'sc' else ''},"
+             f"{len(c.demos)}demos" for name, c in record.steps.items()]
+    return f"{record.variant_key} " + " ".join(parts)
+
+
+def print_report(result: CompileResult) -> None:
+    """Validation front and baselines, then the test split (when evaluated)."""
+    full = result.best_full()
+    front = {describe(full[k]) + (" *" if k == result.chosen else ""): full[k].summary for k in result.front}
+    base = {describe(b): b.summary for b in result.baselines}
+    print_table(evaluation_table("validation: Pareto front (* chosen) and baselines", {**front, **base}))
+    if result.test:
+        print_table(evaluation_table("test split", {describe(t) + (" *" if t.variant_key == result.chosen else ""):
+                                                    t.summary for t in result.test}))
+
+
+def plot_front(result: CompileResult, path: str | Path) -> Path:
+    """Quality vs cost per example: every fully evaluated variant, the front, baselines, the chosen one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    full = list(result.best_full().values())
+    front = [r for r in full if r.variant_key in set(result.front)]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter([r.summary["cost_per_example"] for r in full], [r.summary["score"] for r in full],
+               c="lightgray", label="evaluated variants")
+    front.sort(key=lambda r: r.summary["cost_per_example"])
+    ax.plot([r.summary["cost_per_example"] for r in front], [r.summary["score"] for r in front], "o-",
+            c="tab:blue", label="Pareto front")
+    for b in result.baselines:
+        ax.scatter(b.summary["cost_per_example"], b.summary["score"], marker="s", c="tab:red")
+        ax.annotate(b.label or "baseline", (b.summary["cost_per_example"], b.summary["score"]), fontsize=7)
+    chosen = result.best_full().get(result.chosen)
+    if chosen is not None:
+        ax.scatter(chosen.summary["cost_per_example"], chosen.summary["score"], marker="*", s=250, c="gold",
+                   edgecolors="k", label="chosen", zorder=5)
+    ax.set_xlabel("cost per example (US$)")
+    ax.set_ylabel("validation score")
+    ax.set_title(f"{result.program}: quality vs cost")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

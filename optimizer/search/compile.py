@@ -1,0 +1,268 @@
+"""``compile``: the joint search over instruction, demos, model, strategy and format per step.
+
+>>> result = compile(Sentiment(), trainset=train, valset=val, metric=metric, budget=Budget(calls=2000))
+>>> result.front, result.chosen
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+import dspy
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from pydantic import BaseModel
+
+from optimizer.accounting import METER, BudgetExhausted
+from optimizer.data import dataset_hash
+from optimizer.evaluate import evaluate
+from optimizer.models import ModelPool
+from optimizer.progress import progress_bar
+from optimizer.results import OBJECTIVES, choose, feasible, pareto_front
+from optimizer.search.records import CompileObserver, CompileResult, Stage, TrialRecord
+from optimizer.search.space_builder import build_space
+from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
+from optimizer.space.build import build_program
+from optimizer.space.variant import Format, SearchSpace, StepChoice, Variant
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class Budget(BaseModel):
+    """Limits on the whole compile (candidates, bootstrapping, proposals, evaluation); None = no limit."""
+
+    calls: int | None = None
+    cost: float | None = None
+    seconds: float | None = None
+    trials: int | None = None
+
+
+class Spent(BaseModel):
+    calls: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+
+
+def baseline_variant(space: SearchSpace, model: str) -> Variant:
+    fmt = "json" if "json" in space.formats else space.formats[0]
+    return Variant(steps={s: StepChoice(instruction="original", demos="zero", model=model,
+                                        strategy=space.strategies[0], format=fmt) for s in space.steps})
+
+
+class _Session:
+    """One run of a (possibly resumed) compile against one Optuna study."""
+
+    def __init__(self, program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
+                 metric: Callable, pool: ModelPool, objectives: Sequence[str], budget: Budget, seed: int,
+                 study: optuna.Study, strategy: str, minibatch: int, promote_fraction: float,
+                 max_cost: float | None, max_p95: float | None, observer: CompileObserver | None,
+                 show_progress: bool):
+        self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
+        self.objectives, self.budget, self.seed, self.study = list(objectives), budget, seed, study
+        self.strategy = make_strategy(strategy)
+        self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
+        self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
+        self.prior = Spent(**study.user_attrs.get("spent", {}))
+        self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
+
+    def spent(self) -> Spent:
+        return Spent(calls=self.prior.calls + METER.calls - self._m0, cost=self.prior.cost + METER.cost - self._c0,
+                     seconds=self.prior.seconds + time.monotonic() - self._t0)
+
+    def _save_spent(self) -> None:
+        self.study.set_user_attr("spent", self.spent().model_dump())
+
+    def _remaining(self) -> dict[str, float | None]:
+        b, p = self.budget, self.prior
+        return {"calls": None if b.calls is None else max(b.calls - p.calls, 0),
+                "cost": None if b.cost is None else max(b.cost - p.cost, 0.0),
+                "seconds": None if b.seconds is None else max(b.seconds - p.seconds, 0.0)}
+
+    def space(self, build: Callable[[], SearchSpace]) -> SearchSpace:
+        """The study's stored space, or a newly built one stored with it (so a resume searches the same)."""
+        stored = self.study.user_attrs.get("space")
+        if stored is not None:
+            return SearchSpace.model_validate_json(stored)
+        space = build()
+        self.study.set_user_attr("space", space.model_dump_json())
+        self._save_spent()
+        return space
+
+    def evaluate(self, variant: Variant, space: SearchSpace, data: Sequence[dspy.Example], stage: Stage,
+                 number: int, label: str | None) -> TrialRecord:
+        steps = space.resolve(variant)
+        runnable = build_program(self.program, steps, self.pool.lm)
+        summary = evaluate(runnable, data, self.metric, show_progress=False).summary()
+        record = TrialRecord(number=number, variant_key=variant.key(), variant=variant, steps=steps, stage=stage,
+                             examples=len(data), summary=summary, label=label)
+        if self.observer is not None:
+            self.observer.log_trial(record)
+        return record
+
+    def recover(self) -> None:
+        """Trials left RUNNING by a killed process are failed and their variants queued again (their
+        finished LM calls are in the response cache, so nothing is paid twice)."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study.tell(t.number, state=TrialState.FAIL)
+            if t.params:
+                self.study.enqueue_trial(t.params, user_attrs=dict(t.user_attrs))
+
+    def full_records(self) -> dict[str, TrialRecord]:
+        return {k[5:]: TrialRecord.model_validate_json(v) for k, v in self.study.user_attrs.items()
+                if k.startswith("full:")}
+
+    def _promote(self, record: TrialRecord, space: SearchSpace) -> None:
+        """Asynchronous successive halving: variants in the top fraction of minibatch scores so far (and
+        every baseline) are evaluated on the whole validation set, once."""
+        if f"full:{record.variant_key}" in self.study.user_attrs:
+            return
+        scores = [t.values[0] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        threshold = float(np.quantile(scores, 1 - self.promote_fraction)) if scores else 0.0
+        if record.label is None and (record.summary["score"] < threshold or
+                                     not feasible(record, self.max_cost, self.max_p95)):
+            return
+        full = self.evaluate(record.variant, space, self.valset, "full", record.number, record.label)
+        self.study.set_user_attr(f"full:{record.variant_key}", full.model_dump_json())
+
+    def _trial(self, space: SearchSpace) -> bool:
+        """Run one trial; False when the strategy has nothing left to propose."""
+        self.study.sampler = self.strategy.sampler(self.seed + len(self.study.trials), len(self.objectives) > 1)
+        params = self.strategy.next_params(self.study, space)
+        if params == DONE:
+            return False
+        if params is not None:
+            self.study.enqueue_trial(params)  # type: ignore[arg-type]
+        trial = self.study.ask()
+        try:
+            chosen = {name: trial.suggest_categorical(name, options) for name, options in param_choices(space).items()}
+            variant = variant_from_params(space, chosen)
+            record = self.evaluate(variant, space, self.minibatch, "minibatch", trial.number,
+                                   trial.user_attrs.get("label"))
+        except BudgetExhausted:
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        s = record.summary
+        trial.set_user_attr("record", record.model_dump_json())
+        if self.max_cost is not None:
+            trial.set_constraint("max_cost_per_example", s["cost_per_example"] - self.max_cost)
+        if self.max_p95 is not None:
+            trial.set_constraint("max_p95_latency_s", s["latency_p95_s"] - self.max_p95)
+        trial.set_user_attr("feasible", feasible(record, self.max_cost, self.max_p95))
+        self.study.tell(trial, [s[OBJECTIVES[o][0]] for o in self.objectives])
+        self._promote(record, space)
+        self._save_spent()
+        return True
+
+    def search(self, space: SearchSpace) -> None:
+        if not self.study.trials:
+            for model in space.models:
+                self.study.enqueue_trial(params_of(baseline_variant(space, model)),
+                                         user_attrs={"label": f"baseline {model}"})
+        with progress_bar("compiling (LM calls)", self.budget.calls or 0, self.show_progress) as advance:
+            try:
+                while (self.budget.trials is None or len(self.study.trials) < self.budget.trials) and \
+                        self._trial(space):
+                    spent = self.spent()
+                    best = max((r.summary["score"] for r in self.full_records().values()), default=0.0)
+                    advance(completed=spent.calls, status=f"trials {len(self.study.trials)} | best val {best:.3f}"
+                                                          f" | US${spent.cost:.5f} | {spent.seconds:.0f}s")
+            except BudgetExhausted:
+                pass
+        self._save_spent()
+
+
+def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
+            metric: Callable, budget: Budget, models: ModelPool | Sequence[str] | None = None,
+            objectives: Sequence[str] = ("quality", "cost"), seed: int = 0, storage: str | None = None,
+            study_name: str | None = None, strategy: str = "tpe", testset: Sequence[dspy.Example] | None = None,
+            max_cost_per_example: float | None = None, max_p95_latency_s: float | None = None,
+            formats: Sequence[Format] = ("json",), strategies: Sequence[str] = ("direct",),
+            proposer: str | None = "first", teacher: str | None = "first", minibatch: int = 16,
+            promote_fraction: float = 1 / 3, program_ref: str | None = None, observer: CompileObserver | None = None,
+            show_progress: bool = True) -> CompileResult:
+    """Search each step's instruction, demos, model, strategy and format; return every evaluated variant,
+    the validation Pareto front over ``objectives`` and the chosen variant (highest validation quality
+    within ``max_cost_per_example`` / ``max_p95_latency_s``). The input program is never mutated.
+
+    ``storage`` (an Optuna storage URL, e.g. ``sqlite:///study.db`` or PostgreSQL) makes the compile
+    resumable: run it again with the same storage and study name and it continues where it stopped.
+    ``proposer``/``teacher``: pool members that propose instructions and bootstrap demos ("first" is the
+    first pool model, None disables). The test split, if given, is used only for the final report."""
+    pool = models if isinstance(models, ModelPool) else (
+        ModelPool.from_names(models) if models else ModelPool.default())
+    unknown = [o for o in objectives if o not in OBJECTIVES]
+    if unknown or objectives[0] != "quality":
+        raise ValueError(f"objectives must start with 'quality' and use {sorted(OBJECTIVES)}; got {objectives}")
+    proposer = pool.names[0] if proposer == "first" else proposer
+    teacher = pool.names[0] if teacher == "first" else teacher
+    datasets = {"train": dataset_hash(trainset), "val": dataset_hash(valset)}
+    if testset is not None:
+        datasets["test"] = dataset_hash(testset)
+    ref = program_ref or f"{type(program).__module__}:{type(program).__qualname__}"
+    name = study_name or f"progopt-{type(program).__name__}-seed{seed}-{datasets['val'][:8]}"
+    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+                                directions=["maximize" if OBJECTIVES[o][1] > 0 else "minimize" for o in objectives])
+    session = _Session(program, trainset=trainset, valset=valset, metric=metric, pool=pool, objectives=objectives,
+                       budget=budget, seed=seed, study=study, strategy=strategy, minibatch=minibatch,
+                       promote_fraction=promote_fraction, max_cost=max_cost_per_example,
+                       max_p95=max_p95_latency_s, observer=observer, show_progress=show_progress)
+    run_id = observer.start(study_name=name, program=ref, seed=seed, budget=budget.model_dump(),
+                            datasets=datasets) if observer else None
+    METER.listeners.append(session._save_spent)
+    try:
+        session.recover()
+        with METER.limit(**session._remaining()):
+            try:
+                space = session.space(lambda: build_space(
+                    program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
+                    teacher=teacher, strategies=strategies, formats=formats))
+            except BudgetExhausted as exc:
+                raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
+            session.search(space)
+        result = _result(session, space, ref, datasets, testset, run_id)
+    except BaseException as exc:
+        if observer is not None:
+            observer.fail(exc)
+        raise
+    finally:
+        if session._save_spent in METER.listeners:
+            METER.listeners.remove(session._save_spent)
+    if observer is not None:
+        observer.finish(result)
+    return result
+
+
+def _result(session: _Session, space: SearchSpace, ref: str, datasets: dict[str, str],
+            testset: Sequence[dspy.Example] | None, run_id: str | None) -> CompileResult:
+    from optimizer.refs import source_hash
+
+    study = session.study
+    trials = [TrialRecord.model_validate_json(t.user_attrs["record"])
+              for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+    full = session.full_records()
+    trials += sorted(full.values(), key=lambda r: r.number)
+    baselines = [r for r in full.values() if r.label and r.label.startswith("baseline")]
+    candidates = list(full.values()) or [t for t in trials if t.stage == "minibatch"]
+    if not candidates:
+        raise BudgetExhausted("the budget ran out before any variant was evaluated")
+    front = pareto_front(candidates, session.objectives)
+    chosen = choose(candidates, max_cost=session.max_cost, max_p95=session.max_p95)
+    spent = session.spent()  # the test report below is not part of the compile's spending
+    session._save_spent()
+    if session._save_spent in METER.listeners:
+        METER.listeners.remove(session._save_spent)
+    test: list[TrialRecord] = []
+    if testset is not None:
+        report = {r.variant_key: r for r in [*front, *baselines, chosen]}
+        test = [session.evaluate(r.variant, space, testset, "test", r.number, r.label) for r in report.values()]
+    try:
+        program_hash = source_hash(ref)
+    except ImportError:
+        program_hash = ""
+    return CompileResult(program=ref, program_hash=program_hash, seed=session.seed,
+                         budget=session.budget.model_dump(), spent=spent.model_dump(), space=space,
+                         datasets=datasets, trials=trials, baselines=baselines,
+                         front=[r.variant_key for r in front], chosen=chosen.variant_key, test=test,
+                         tracking_run_id=run_id)

@@ -1,0 +1,50 @@
+"""Build a compile's :class:`SearchSpace` once: candidate instructions and demo sets for every step."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import dspy
+
+from optimizer.search.candidates import bootstrapped_sets, first_label_field, labeled_sets, propose, rewrites
+from optimizer.space.build import baseline_steps
+from optimizer.space.variant import Format, SearchSpace, StepSpace
+
+BOOTSTRAP_EXAMPLES = 24
+
+
+def _plain(demos: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """JSON-safe demo values (pydantic outputs become dicts), so the space can be stored with the study."""
+    return json.loads(json.dumps(demos, default=lambda o: o.model_dump() if hasattr(o, "model_dump") else str(o)))
+
+
+def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: Callable, *,
+                models: Sequence[str], lm_for: Callable[[str], dspy.LM], seed: int,
+                proposer: str | None, teacher: str | None, n_proposals: int = 2,
+                demo_sizes: Sequence[int] = (2, 4), strategies: Sequence[str] = ("direct",),
+                formats: Sequence[Format] = ("json",)) -> SearchSpace:
+    """Candidates per step. Every LM call made here (proposals, bootstrapping) counts toward the budget."""
+    predictors = dict(program.named_predictors())
+    label_fields = {name: first_label_field(p.signature) for name, p in predictors.items()}
+    boot: dict[str, list[list[dict[str, Any]]]] = {}
+    if teacher:
+        boot = bootstrapped_sets(program, trainset, metric, baseline_steps(program, teacher), lm_for,
+                                 sizes=demo_sizes, max_examples=BOOTSTRAP_EXAMPLES, seed=seed,
+                                 label_fields=label_fields)
+    steps = {}
+    for name, predictor in predictors.items():
+        sig = predictor.signature
+        instructions = rewrites(sig)
+        if proposer:
+            for i, text in enumerate(propose(sig, trainset, lm_for(proposer), n=n_proposals, seed=seed)):
+                instructions[f"proposed{i}"] = text
+        fields = [*sig.input_fields, *sig.output_fields]
+        demo_sets: dict[str, list[dict[str, Any]]] = {"zero": []}
+        demo_sets.update(labeled_sets(fields, label_fields[name], trainset, demo_sizes, seed))
+        for k, demos in zip(demo_sizes, boot.get(name, []), strict=False):
+            demo_sets[f"boot{k}"] = demos
+        steps[name] = StepSpace(instructions=instructions,
+                                demo_sets={k: _plain(v) for k, v in demo_sets.items()})
+    return SearchSpace(steps=steps, models=list(models), strategies=list(strategies), formats=list(formats))

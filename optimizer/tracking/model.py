@@ -1,0 +1,60 @@
+"""Log a compiled-program artifact as an MLflow model: pyfunc flavor from code (``model_code.py``), the JSON
+artifact as its only data, a signature and input example, optionally a registered model version.
+
+>>> info = log_compiled_model("out/compiled.json", run_id=run_id, registered_model_name="sentiment")
+>>> # mlflow models serve -m models:/sentiment/1 --env-manager local
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+
+import mlflow
+from mlflow.models import Model
+from mlflow.models.model import ModelInfo
+
+from optimizer.tracking.serving import ARTIFACT_KEY, input_example, signature
+
+MODEL_CODE = Path(__file__).with_name("model_code.py")
+MODEL_NAME = "model"
+
+
+@contextmanager
+def _tracking_uri(uri: str | None) -> Iterator[None]:
+    """MLflow's model logging reads the global tracking URI: point it at ``uri`` for the block only."""
+    if uri is None:
+        yield
+        return
+    previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it again
+
+
+def requirements(packages: dict[str, str | None]) -> list[str]:
+    """Pinned pip requirements: the artifact's recorded package versions plus MLflow."""
+    pins = {name: version for name, version in packages.items() if version}
+    pins["mlflow"] = metadata.version("mlflow")
+    return [f"{name}=={version}" for name, version in sorted(pins.items())]
+
+
+def log_compiled_model(artifact: str | Path, *, run_id: str, tracking_uri: str | None = None,
+                       name: str = MODEL_NAME, registered_model_name: str | None = None) -> ModelInfo:
+    """Log ``artifact`` (a compiled-program JSON file) as a pyfunc model of run ``run_id``.
+
+    The model's code is ``model_code.py`` (MLflow models-from-code); it builds the program with
+    :func:`optimizer.artifact.load_artifact` when served, so no Python object is pickled. With
+    ``registered_model_name`` a new version of that registered model is created."""
+    from optimizer.artifact import read_artifact
+
+    doc = read_artifact(artifact)
+    with _tracking_uri(tracking_uri):
+        return Model.log(name=name, flavor=mlflow.pyfunc, run_id=run_id, registered_model_name=registered_model_name,
+                         python_model=str(MODEL_CODE), artifacts={ARTIFACT_KEY: str(artifact)},
+                         signature=signature(doc), input_example=input_example(doc),
+                         pip_requirements=requirements(doc["provenance"]["packages"]))

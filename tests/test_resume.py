@@ -1,0 +1,61 @@
+"""Kill a real compile process midway (SIGKILL) and resume it with the same storage."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+from optuna.trial import TrialState
+
+from optimizer.search.records import CompileResult
+
+BUDGET = 90
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _start(tmp: Path) -> subprocess.Popen:
+    args = [f"sqlite:///{tmp / 'study.db'}", str(tmp / "cache"), str(tmp / "calls.log"), str(tmp / "result.json"),
+            str(BUDGET)]
+    return subprocess.Popen([sys.executable, "-m", "tests.fixtures.resume_case", *args], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+def _complete(storage: str) -> dict[int, tuple]:
+    study = optuna.load_study(study_name="resume-case", storage=storage)
+    return {t.number: (t.params, t.values, t.datetime_complete)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
+
+
+def test_sigkilled_compile_resumes_without_rerunning_trials_or_repaying_calls(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    proc = _start(tmp_path)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(1)
+        if (tmp_path / "study.db").exists() and len(_complete(storage)) >= 4:
+            break
+    assert proc.poll() is None, "the compile finished before it could be killed: raise BUDGET"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = _complete(storage)
+    paid_before = (tmp_path / "calls.log").read_text().split()
+    assert len(before) >= 4 and 0 < len(paid_before) < BUDGET
+
+    resumed = _start(tmp_path)
+    _, err = resumed.communicate(timeout=900)
+    assert resumed.returncode == 0, err.decode()[-2000:]
+
+    after = _complete(storage)
+    for number, done in before.items():  # finished trials are kept as they were, not re-run
+        assert after[number] == done
+    study = optuna.load_study(study_name="resume-case", storage=storage)
+    assert sum(1 for t in study.trials if t.state == TrialState.COMPLETE
+               and t.user_attrs.get("label", "").startswith("baseline")) == 2
+    paid = (tmp_path / "calls.log").read_text().split()
+    assert len(paid) == len(set(paid)), "an LM call was paid twice"
+    result = CompileResult.model_validate_json((tmp_path / "result.json").read_text())
+    assert result.spent["calls"] == BUDGET and len(paid) <= BUDGET
+    assert result.chosen in {t.variant_key for t in result.trials}

@@ -1,0 +1,34 @@
+"""Search strategies on recorded real-model outputs (deterministic replay): on a small space, TPE and
+coordinate ascent find the same best variant as exhaustive enumeration."""
+
+import pytest
+
+from tests.fixtures.search_case import replay_pool, run
+
+
+@pytest.fixture(scope="module")
+def exhaustive():
+    return run(replay_pool(), "exhaustive")
+
+
+def _best(result):
+    full = result.best_full()
+    return full[result.chosen].summary["score"]
+
+
+def test_exhaustive_enumerates_the_whole_space(exhaustive):
+    assert exhaustive.space.size() == 18
+    assert len({t.variant_key for t in exhaustive.trials if t.stage == "minibatch"}) == 18
+
+
+@pytest.mark.parametrize("strategy", ["tpe", "coordinate"])
+def test_strategy_finds_the_exhaustive_best(exhaustive, strategy):
+    result = run(replay_pool(), strategy, trials=30)
+    assert result.chosen == exhaustive.chosen
+    assert _best(result) == _best(exhaustive)
+
+
+def test_same_seed_and_recording_give_the_same_result():
+    first, second = run(replay_pool(), "tpe", trials=12), run(replay_pool(), "tpe", trials=12)
+    assert [t.variant_key for t in first.trials] == [t.variant_key for t in second.trials]
+    assert first.chosen == second.chosen and first.front == second.front
