@@ -32,8 +32,9 @@ from optimizer.space.variant import StepConfig
 PACKAGES = ("dspy", "optuna", "outlines", "llama-cpp-python", "progopt")
 PROVENANCE_INPUTS = ("tracking_run_id", "datasets", "seed")
 METRIC_SPLITS = ("validation", "test")
-# Environment variables whose values must never appear in an artifact, and the shortest value checked.
-SECRET_ENV = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL", re.IGNORECASE)
+# Environment variables whose values must never appear in an artifact (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD,
+# not TOKENIZERS_PARALLELISM), and the shortest value checked; values that are paths are not secrets.
+SECRET_ENV = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)($|_)", re.IGNORECASE)
 MIN_SECRET_LENGTH = 8
 
 
@@ -100,7 +101,8 @@ def check_secrets(doc: dict[str, Any], path: Path) -> None:
                 raise ArtifactSecretError(path, json_path(("steps", name, "model", "api_base")),
                                           "an API base URL may not carry user info, a query or a fragment: "
                                           "keys come from the provider's environment variables")
-    secrets = {k: v for k, v in os.environ.items() if SECRET_ENV.search(k) and len(v) >= MIN_SECRET_LENGTH}
+    secrets = {k: v for k, v in os.environ.items()
+               if SECRET_ENV.search(k) and len(v) >= MIN_SECRET_LENGTH and not v.startswith(("/", "~"))}
     for at, text in _strings(doc):
         for env, value in secrets.items():
             if value in text:
