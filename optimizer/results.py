@@ -95,3 +95,32 @@ def plot_front(result: CompileResult, path: str | Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def _row(label: str, s: dict) -> str:
+    low, high = s["score_ci"]
+    return (f"| {label} | {s['score']:.3f} | [{low:.3f}, {high:.3f}] | {s['validity_rate']:.1%} | "
+            f"{s['cost_per_example']:.2e} | {s['latency_p50_s']:.3f} | {s['latency_p95_s']:.3f} | {s['lm_calls']} |")
+
+
+def markdown_report(result: CompileResult) -> str:
+    """The compile as Markdown: spending, the validation front with baselines, and the test split."""
+    header = ("| variant | score | 95% CI | valid | cost/ex (US$) | p50 s | p95 s | LM calls |\n"
+              "| --- | --- | --- | --- | --- | --- | --- | --- |")
+    full = result.best_full()
+    lines = [f"# Compile of `{result.program}`", "",
+             f"seed {result.seed}; budget {result.budget}; spent {result.spent}; "
+             f"{len(result.trials)} evaluations; search space size {result.space.size()}", "",
+             "## Validation: Pareto front (quality vs cost; * chosen) and baselines", "", header]
+    lines += [_row(describe(full[k]) + (" *" if k == result.chosen else ""), full[k].summary) for k in result.front]
+    lines += [_row(describe(b), b.summary) for b in result.baselines]
+    if result.test:
+        lines += ["", "## Test split (never seen during the search)", "", header]
+        lines += [_row(describe(t) + (" *" if t.variant_key == result.chosen else ""), t.summary) for t in result.test]
+    chosen = result.chosen_steps()
+    lines += ["", "## Chosen variant", ""]
+    for name, cfg in chosen.items():
+        lines.append(f"- `{name}`: model `{cfg.model}`, format `{cfg.format}`, strategy `{cfg.strategy}`"
+                     f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}, {len(cfg.demos)} demos; "
+                     f"instruction: {cfg.instruction!r}")
+    return "\n".join(lines) + "\n"

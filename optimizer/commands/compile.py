@@ -10,7 +10,7 @@ from optimizer.commands.evaluate import add_task_arguments
 
 
 def run(args: argparse.Namespace) -> int:
-    from optimizer.results import plot_front, print_report
+    from optimizer.results import markdown_report, plot_front, print_report
     from optimizer.search.compile import Budget, compile
     from optimizer.tasks import resolve_task
 
@@ -38,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     png = plot_front(result, out.with_suffix(".front.png"))
     result_path = out.with_suffix(".result.json")
     result_path.write_text(result.model_dump_json(indent=1), encoding="utf-8")
+    out.with_suffix(".report.md").write_text(markdown_report(result), encoding="utf-8")
     _save_artifact(result, out, task)
     print(json.dumps({"artifact": str(out), "result": str(result_path), "front_png": str(png),
                       "storage": storage, "spent": result.spent}, indent=1))

@@ -93,7 +93,8 @@ def propose(signature: type[dspy.Signature], trainset: Sequence[dspy.Example], l
         except Exception:  # noqa: BLE001 - a failed proposal is simply not a candidate
             continue
         text = text.strip()
-        if text.endswith(".") and is_usable(text, original=signature.instructions, train_texts=train_texts) and text not in found:
+        usable = text.endswith(".") and is_usable(text, original=signature.instructions, train_texts=train_texts)
+        if usable and text not in found:
             found.append(text)
     return found
 

@@ -40,7 +40,7 @@ class CompileResult(BaseModel):
     program: str = Field(description="program reference, 'path/file.py:Class' or 'module:Class'")
     program_hash: str
     seed: int
-    budget: dict[str, float]
+    budget: dict[str, float | None]
     spent: dict[str, float] = Field(description="calls, paid calls, cost and seconds the compile used")
     space: SearchSpace
     datasets: dict[str, str] = Field(description="split name -> dataset hash")
