@@ -1,0 +1,40 @@
+"""progopt: jointly optimize each step's instruction, demos, prompt format, model and decoding strategy
+of a typed DSPy program, for quality, cost and latency, with constrained structured outputs.
+
+>>> import optimizer as progopt
+>>> result = progopt.compile(Sentiment(), trainset=train, valset=val, metric=metric,
+...                          budget=progopt.Budget(calls=1500), testset=test)
+>>> progopt.save_result(result, "sentiment.json", program=Sentiment(), pool=progopt.ModelPool.default())
+>>> program = progopt.load("sentiment.json")
+
+Heavy parts (the artifact loader, MLflow) are imported on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from optimizer.data import DataError, Task, load_examples
+from optimizer.evaluate import Evaluation, evaluate
+from optimizer.models import ModelPool, ModelSpec
+from optimizer.search.compile import Budget, compile
+from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.space import SearchSpace, StepConfig, Variant
+
+__all__ = ["Budget", "CompileResult", "DataError", "Evaluation", "ModelPool", "ModelSpec", "SearchSpace",
+           "StepConfig", "Task", "TrialRecord", "Variant", "compile", "evaluate", "load", "load_examples",
+           "save_result"]
+
+
+def load(path: str, **kwargs: Any) -> Any:
+    """Load a compiled JSON artifact as a runnable program (validated, hash-checked, no pickle)."""
+    from optimizer.artifact import load_artifact
+
+    return load_artifact(path, **kwargs)
+
+
+def save_result(result: CompileResult, path: str, **kwargs: Any) -> Any:
+    """Save a compile's chosen variant as a JSON artifact (see :func:`optimizer.artifact.save_result`)."""
+    from optimizer.artifact import save_result as _save
+
+    return _save(result, path, **kwargs)
