@@ -26,11 +26,12 @@ __all__ = ["Budget", "CompileResult", "DataError", "Evaluation", "ModelPool", "M
            "save_result"]
 
 
-def load(path: str, **kwargs: Any) -> Any:
-    """Load a compiled JSON artifact as a runnable program (validated, hash-checked, no pickle)."""
+def load(path: str, *, strict_source: bool = False) -> Any:
+    """Load a compiled JSON artifact as a runnable program (validated, hash-checked, no pickle);
+    ``strict_source`` also refuses a program whose source changed since the compile."""
     from optimizer.artifact import load_artifact
 
-    return load_artifact(path, **kwargs)
+    return load_artifact(path, strict_source=strict_source)
 
 
 def save_result(result: CompileResult, path: str, **kwargs: Any) -> Any:

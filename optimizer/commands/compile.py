@@ -39,20 +39,12 @@ def run(args: argparse.Namespace) -> int:
     result_path = out.with_suffix(".result.json")
     result_path.write_text(result.model_dump_json(indent=1), encoding="utf-8")
     out.with_suffix(".report.md").write_text(markdown_report(result), encoding="utf-8")
-    _save_artifact(result, out, task)
+    from optimizer.artifact import save_result
+
+    save_result(result, out, program=task.program_class(), pool=task.pool)
     print(json.dumps({"artifact": str(out), "result": str(result_path), "front_png": str(png),
                       "storage": storage, "spent": result.spent}, indent=1))
     return 0
-
-
-def _save_artifact(result, out: Path, task) -> None:  # noqa: ANN001 - CompileResult, TaskSetup
-    """The chosen variant as the JSON artifact (plain variant JSON until the artifact module exists)."""
-    try:
-        from optimizer.artifact import save_result
-    except ImportError:
-        out.write_text(json.dumps({k: v.model_dump() for k, v in result.chosen_steps().items()}, indent=1))
-        return
-    save_result(result, out, program=task.program_class(), pool=task.pool)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -78,7 +70,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--minibatch", type=int, default=16, help="validation examples for screening")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite next to --out)")
     p.add_argument("--study-name", help="resume/continue this study (default: derived from program and data)")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: sqlite:///mlflow.db; 'none')")
+    p.add_argument("--tracking-uri", default=None,
+                   help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db; 'none' disables)")
     p.add_argument("--experiment", default="progopt", help="MLflow experiment name")
     p.add_argument("--out", default="out/compiled.json", help="artifact path")
     p.set_defaults(func=run)
