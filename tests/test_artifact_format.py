@@ -18,7 +18,7 @@ from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.space import ConfiguredPredict, SearchSpace, StepChoice, StepConfig, StepSpace, Variant
 from programs.entities import EntityExtractor
 from programs.sentiment import ClassifySentiment, Sentiment
-from tests.fixtures.artifacts import INSTRUCTION, SUMMARY, save_sentiment, sentiment_config
+from tests.fixtures.artifacts import INSTRUCTION, SUMMARY, rewrite, save_sentiment, sentiment_config, write_program
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -98,6 +98,16 @@ def test_load_builds_configured_steps_without_touching_the_program_class(tmp_pat
     assert step.signature.instructions == INSTRUCTION and len(step.demos) == 2
     assert step.lm.model == GEMMA3.name
     assert Sentiment().classify.signature.instructions != INSTRUCTION
+
+
+def test_a_changed_field_description_loads_with_the_saved_description(tmp_path):
+    saved = save_sentiment(tmp_path / "a.json", program_ref=write_program(tmp_path))
+    ref = write_program(tmp_path, "redescribed")
+    path = Path(ref.partition(":")[0])
+    path.write_text(path.read_text().replace("a sentence from a movie review", "any text"))
+    rewrite(saved, lambda doc: doc["program"].update(ref=ref))
+    field = load_artifact(saved).classify.signature.input_fields["sentence"]
+    assert field.json_schema_extra["desc"] == "a sentence from a movie review"
 
 
 def _compile_result(chosen: StepConfig, program_hash: str) -> CompileResult:
