@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from pathlib import Path
@@ -141,6 +142,20 @@ def test_save_result_refuses_a_program_changed_since_the_compile(tmp_path):
     with pytest.raises(ArtifactIntegrityError, match="program.source_sha256: .*changed since the compile"):
         save_result(result, tmp_path / "r.json", program=Sentiment(), pool=ModelPool.default())
     assert not (tmp_path / "r.json").exists()
+
+
+def test_the_artifact_code_never_unpickles_evals_or_imports_by_name():
+    banned_modules = {"pickle", "cloudpickle", "dill", "marshal", "shelve"}
+    banned_calls = {"eval", "exec", "compile", "__import__"}
+    files = [*(ROOT / "optimizer" / "artifact").glob("*.py"), ROOT / "optimizer" / "commands" / "artifact.py"]
+    for file in files:
+        for node in ast.walk(ast.parse(file.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import | ast.ImportFrom):
+                names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not {n.split(".")[0] for n in names} & banned_modules, (file, names)
+                assert "import_module" not in [a.name for a in node.names], file
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                assert node.func.id not in banned_calls, (file, node.func.id)
 
 
 @pytest.mark.parametrize(("parts", "expected"), [
