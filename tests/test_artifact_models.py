@@ -68,18 +68,21 @@ def assert_same_run(here: dict[str, Any], fresh: dict[str, Any], calls_per_model
 
 
 def test_sentiment_round_trip_in_a_fresh_process_same_outputs_same_prompts(tmp_path, pool):
-    config = sentiment_config(4, model=GEMMA3.name)
-    rows = [{"sentence": ex.sentence} for ex in SST2.load("test", limit=50)]
+    # compact format: under the JSON prompt Gemma answers "positive" to all 50, and equal outputs would prove little
+    config = sentiment_config(4, model=GEMMA3.name, format="compact")
+    examples = SST2.load("test", limit=50)
+    rows = [{"sentence": ex.sentence} for ex in examples]
     here = run_here(build_program(Sentiment(), {"classify": config}, pool.lm), rows)
     artifact = save_artifact(tmp_path / "sentiment.json", program_ref="programs/sentiment.py:Sentiment",
                              program=Sentiment(), steps={"classify": config}, models={GEMMA3.name: GEMMA3},
                              metrics={}, provenance={"seed": 0})
     fresh = run_in_fresh_process(artifact, rows, tmp_path)
     assert_same_run(here, fresh, {GEMMA3.name: 50})
-    system = fresh["calls"][GEMMA3.name][0]["messages"][0]["content"]
-    assert INSTRUCTION in system and len(fresh["calls"][GEMMA3.name][0]["messages"]) == 2 + 2 * 4  # 4 demos
+    prompt = json.dumps(fresh["calls"][GEMMA3.name][0]["messages"])
+    assert INSTRUCTION in prompt and all(json.dumps(d["sentence"])[1:-1] in prompt for d in config.demos)
     labels = [o["sentiment"] for o in fresh["outputs"]]
-    correct = sum(label == ex.sentiment for label, ex in zip(labels, SST2.load("test", limit=50), strict=True))
+    assert set(labels) == {"negative", "positive"}, "a constant classifier would make equal outputs meaningless"
+    correct = sum(label == ex.sentiment for label, ex in zip(labels, examples, strict=True))
     print(f"sentiment round trip: accuracy {correct}/50, {labels.count('positive')} positive")
 
 
@@ -89,7 +92,7 @@ def test_two_step_program_on_two_models_round_trips_in_a_fresh_process(tmp_path,
         "coarse_step": StepConfig(instruction="Which kind of answer does the question ask for?", model=SMOLLM2.name,
                                   demos=[{k: r[k] for k in ("question", "coarse")} for r in train[:2]]),
         "fine_step": StepConfig(instruction="Give the fine answer type, within the coarse type.", model=GEMMA3.name,
-                                demos=train[2:5]),
+                                demos=train[2:5], format="compact"),
     }
     rows = [{"question": ex.question} for ex in TREC.load("test", limit=5)]
     here = run_here(build_program(QuestionClassifier(), steps, pool.lm), rows)
@@ -97,7 +100,9 @@ def test_two_step_program_on_two_models_round_trips_in_a_fresh_process(tmp_path,
                              program=QuestionClassifier(), steps=steps,
                              models={SMOLLM2.name: SMOLLM2, GEMMA3.name: GEMMA3}, metrics={}, provenance={})
     assert {s["model"]["name"] for s in read_artifact(artifact)["steps"].values()} == {SMOLLM2.name, GEMMA3.name}
-    assert_same_run(here, run_in_fresh_process(artifact, rows, tmp_path), {SMOLLM2.name: 5, GEMMA3.name: 5})
+    fresh = run_in_fresh_process(artifact, rows, tmp_path)
+    assert_same_run(here, fresh, {SMOLLM2.name: 5, GEMMA3.name: 5})
+    print("trec round trip:", [f"{o['coarse']}/{o['fine']}" for o in fresh["outputs"]])
 
 
 def test_committed_v1_fixture_loads_and_runs():
