@@ -8,10 +8,11 @@ import time
 from typing import Any
 
 from dspy.clients.engines.base import validate_request
-from dspy.lm15 import Message, Request, Response, Usage, response_to_events
+from dspy.lm15 import Request, Response, response_to_events
 
-from optimizer.accounting import METER, report_engine_call
+from optimizer.accounting import METER
 from optimizer.models.prompt import chat_messages
+from optimizer.models.response import finish_call
 from optimizer.models.spec import ModelSpec
 
 TIMEOUT_S = 120
@@ -61,12 +62,8 @@ class ApiEngine:
         finish = "length" if choice.finish_reason == "length" else "stop"
         tokens_in = getattr(reply.usage, "prompt_tokens", 0) or 0
         tokens_out = getattr(reply.usage, "completion_tokens", 0) or 0
-        report_engine_call(self.spec, tokens_in, tokens_out, latency, finish, text)
-        return Response(
-            id=None, model=request.model, message=Message.assistant(text), finish_reason=finish,
-            usage=Usage(input_tokens=tokens_in, output_tokens=tokens_out),
-            provider_data={"latency_s": latency, "finish_reason": finish},
-        )
+        return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
+                           latency=latency)
 
     def stream(self, request: Request):
         return response_to_events(self.complete(request))

@@ -10,12 +10,13 @@ import time
 from typing import Any
 
 from dspy.clients.engines.base import validate_request
-from dspy.lm15 import Message, Request, Response, Usage, response_to_events
+from dspy.lm15 import Request, Response, response_to_events
 
-from optimizer.accounting import METER, current_step, report_engine_call
+from optimizer.accounting import METER, current_step
 from optimizer.models import local
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
+from optimizer.models.response import finish_call
 from optimizer.models.spec import ModelSpec
 
 REGEX_METADATA_KEY = "progopt_regex"  # carried in request metadata: lm15 has no regex response_format
@@ -80,12 +81,8 @@ class LlamaEngine:
         finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
         usage = out.get("usage") or {}
         tokens_in, tokens_out = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-        report_engine_call(self.spec, tokens_in, tokens_out, latency, finish, text, compiled=built)
-        return Response(
-            id=None, model=request.model, message=Message.assistant(text), finish_reason=finish,
-            usage=Usage(input_tokens=tokens_in, output_tokens=tokens_out),
-            provider_data={"latency_s": latency, "finish_reason": finish},
-        )
+        return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
+                           latency=latency, compiled=built)
 
     def stream(self, request: Request):
         return response_to_events(self.complete(request))

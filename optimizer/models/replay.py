@@ -12,10 +12,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from dspy.lm15 import Message, Request, Response, Usage, response_to_events
+from dspy.lm15 import Request, Response, response_to_events
 
-from optimizer.accounting import METER, report_engine_call
+from optimizer.accounting import METER
 from optimizer.models.prompt import chat_messages
+from optimizer.models.response import finish_call
 from optimizer.models.spec import ModelSpec
 
 
@@ -43,10 +44,8 @@ class ReplayEngine:
         if digest not in self.recording:
             raise KeyError(f"no recorded output for this {self.spec.name} request ({digest[:12]}); re-record")
         rec = self.recording[digest]
-        report_engine_call(self.spec, rec["input_tokens"], rec["output_tokens"], rec["latency_s"], "stop", rec["text"])
-        return Response(id=None, model=request.model, message=Message.assistant(rec["text"]), finish_reason="stop",
-                        usage=Usage(input_tokens=rec["input_tokens"], output_tokens=rec["output_tokens"]),
-                        provider_data={"latency_s": rec["latency_s"], "finish_reason": "stop"})
+        return finish_call(self.spec, request, rec["text"], finish="stop", tokens_in=rec["input_tokens"],
+                           tokens_out=rec["output_tokens"], latency=rec["latency_s"])
 
     def stream(self, request: Request):
         return response_to_events(self.complete(request))
