@@ -98,7 +98,7 @@ def test_child_params_metrics_and_variant_json_come_from_the_record(store, tmp_p
     assert child.data.metrics["quality_full_ci_low"] == 0.25
     assert child.data.metrics["tokens"] == 420
     path = MlflowClient(store).download_artifacts(child.info.run_id, "variant.json", str(tmp_path))
-    assert "\"instruction\": \"Classify the sentiment.\"" in Path(path).read_text()
+    assert '"instruction": "Classify the sentiment."' in Path(path).read_text()
 
 
 def test_scrubber_masks_env_values_key_shapes_and_secret_named_keys():

@@ -9,6 +9,8 @@ import os
 
 # Before MLflow is first imported (any submodule import runs this file first).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+# MLflow prints two URL lines per run ended on a server: one pair per variant would bury the compile's output.
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from optimizer.tracking.model import log_compiled_model  # noqa: E402
 from optimizer.tracking.scrub import Scrubber  # noqa: E402

@@ -7,13 +7,13 @@ artifact as its only data, a signature and input example, optionally a registere
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import mlflow
-from mlflow.models import Model
 from mlflow.models.model import ModelInfo
 
 from optimizer.tracking.serving import ARTIFACT_KEY, input_example, signature
@@ -44,17 +44,20 @@ def requirements(packages: dict[str, str | None]) -> list[str]:
 
 
 def log_compiled_model(artifact: str | Path, *, run_id: str, tracking_uri: str | None = None,
-                       name: str = MODEL_NAME, registered_model_name: str | None = None) -> ModelInfo:
+                       name: str = MODEL_NAME, registered_model_name: str | None = None,
+                       examples: Sequence[Mapping[str, Any]] = ()) -> ModelInfo:
     """Log ``artifact`` (a compiled-program JSON file) as a pyfunc model of run ``run_id``.
 
     The model's code is ``model_code.py`` (MLflow models-from-code); it builds the program with
-    :func:`optimizer.artifact.load_artifact` when served, so no Python object is pickled. With
-    ``registered_model_name`` a new version of that registered model is created."""
+    :func:`optimizer.artifact.load_artifact` when served, so no Python object is pickled. The input example
+    is the first of the artifact's demos, then ``examples``, holding every program input (MLflow runs it once
+    to check the model serves). With ``registered_model_name`` a new version of that registered model is made."""
     from optimizer.artifact import read_artifact
 
     doc = read_artifact(artifact)
-    with _tracking_uri(tracking_uri):
-        return Model.log(name=name, flavor=mlflow.pyfunc, run_id=run_id, registered_model_name=registered_model_name,
-                         python_model=str(MODEL_CODE), artifacts={ARTIFACT_KEY: str(artifact)},
-                         signature=signature(doc), input_example=input_example(doc),
-                         pip_requirements=requirements(doc["provenance"]["packages"]))
+    # The run must be active for the model to join its experiment; a caller's own active run stays the parent.
+    with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+        return mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT_KEY: str(artifact)},
+                                       signature=signature(doc), input_example=input_example(doc, examples),
+                                       pip_requirements=requirements(doc["provenance"]["packages"]),
+                                       registered_model_name=registered_model_name)

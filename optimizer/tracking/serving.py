@@ -8,6 +8,8 @@ other step consumes are required), its inputs are the step inputs that no step p
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
+from itertools import chain
 from typing import Any
 
 import mlflow
@@ -42,11 +44,11 @@ def signature(doc: dict[str, Any]) -> ModelSignature:
                           outputs=Schema([_column(n, t, n not in consumed) for n, t in outputs.items()]))
 
 
-def input_example(doc: dict[str, Any]) -> dict[str, Any] | None:
-    """The inputs of the first demo that holds them all (None when no demo does)."""
+def input_example(doc: dict[str, Any], examples: Iterable[Mapping[str, Any]] = ()) -> dict[str, Any] | None:
+    """The program inputs of the first of the artifact's demos, then ``examples``, holding them all (or None)."""
     inputs, _ = program_fields(doc)
-    demos = (demo for step in doc["steps"].values() for demo in step["demos"])
-    return next(({name: demo[name] for name in inputs} for demo in demos if set(inputs) <= set(demo)), None)
+    rows = chain((demo for step in doc["steps"].values() for demo in step["demos"]), examples)
+    return next(({name: row[name] for name in inputs} for row in rows if set(inputs) <= set(row)), None)
 
 
 def _plain(value: Any) -> Any:

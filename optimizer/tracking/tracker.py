@@ -96,6 +96,8 @@ class MlflowTracker:
         params = {"program": program, "seed": seed, **{f"budget.{k}": v for k, v in budget.items()},
                   **{f"dataset.{split}": h for split, h in datasets.items()}}
         self._log_params(params, parent)
+        logger.info("compile %s is MLflow run %s (session %d) at %s", study_name, self.run_id, sessions,
+                    self.tracking_uri)
         return self.run_id
 
     def log_trial(self, record: TrialRecord) -> None:
@@ -208,11 +210,12 @@ class MlflowTracker:
         self.client.log_batch(self._require_run(), params=new, tags=changed)
 
     def _tag_children(self, front: set[str], chosen: str) -> None:
+        """``progopt.on_front`` / ``progopt.chosen`` on every child, true or false (a resume can change them)."""
         for child in self.children():
             key = child.data.tags.get(VARIANT)
-            for tag, wanted in ((ON_FRONT, key in front), (CHOSEN, key == chosen)):
-                if child.data.tags.get(tag, "false") != str(wanted).lower():
-                    self.client.set_tag(child.info.run_id, tag, str(wanted).lower())
+            wanted = {ON_FRONT: str(key in front).lower(), CHOSEN: str(key == chosen).lower()}
+            if any(child.data.tags.get(tag) != value for tag, value in wanted.items()):
+                self.client.log_batch(child.info.run_id, tags=[RunTag(t, v) for t, v in wanted.items()])
 
     def _log_chosen_model(self, result: CompileResult) -> None:
         """The chosen variant as a JSON artifact and a pyfunc model; a refused artifact is a tag, not a crash."""
@@ -239,6 +242,8 @@ class MlflowTracker:
                 self.client.set_tag(run_id, MODEL, "not logged: the artifact looks like it holds a secret")
                 return
             self.client.log_artifact(run_id, str(path))
+            demos = [d for step in result.space.steps.values() for s in step.demo_sets.values() for d in s
+                     if not self.scrubber.contains_secret(json.dumps(d))]  # the input example is logged as is
             self.model_info = log_compiled_model(path, run_id=run_id, tracking_uri=self.tracking_uri,
-                                                 registered_model_name=self.registered_model_name)
+                                                 registered_model_name=self.registered_model_name, examples=demos)
         self.client.set_tag(run_id, MODEL, self.model_info.model_uri)
