@@ -1,12 +1,14 @@
 """Benchmark the local llama.cpp engine: generation speed with and without a JSON-Schema constraint,
 first-call schema compile time, and evaluator throughput with and without KV prefix reuse.
 
-Run from the repository root (about 5-10 minutes on 2 otherwise idle cores):
+Run from the repository root (estimated 5-10 minutes on 2 otherwise idle cores):
 
     .venv/bin/python experiments/bench_engine.py
 
-Options (for quick or diagnostic runs): ``--threads N`` (llama.cpp threads; default the engine's
-``N_THREADS``), ``--prompts N``, ``--examples N``, ``--out PATH``.
+Options: ``--threads N`` (llama.cpp decode and prompt-batch threads; default: whatever the engine
+sets), ``--prompts N``, ``--examples N``, ``--out PATH``. On a CPU shared with other work the engine's
+2-thread default collapses (each prompt evaluation then costs seconds regardless of its length); there
+``--threads 1 --examples 50`` took 9 minutes at load average ~9 on 2 cores.
 
 Prints a Markdown report and writes it to ``experiments/results/engine-<YYYY-MM-DD>.md``. Every DSPy
 run gets its own fresh temporary disk cache, so no call is served from a cache (the report shows it).
@@ -25,6 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -55,7 +58,7 @@ GEN_PROMPTS = 20  # SST-2 test sentences for the generation benchmark
 GEN_MAX_TOKENS = 48  # same cap for both modes; the free string field lets constrained runs go as long
 COMPILE_REPEATS = 3  # fresh ProcessorCache builds per schema (median reported)
 EVAL_EXAMPLES = 100  # SST-2 test examples per evaluator mode
-EVAL_CHUNK = 10  # examples per evaluate() call; the two modes alternate chunk by chunk
+EVAL_CHUNK = 5  # examples per evaluate() call; the two modes alternate chunk by chunk
 DEMOS_PER_CLASS = 2  # 4 label-balanced demos make the shared prompt prefix long
 
 GEN_SYSTEM = "You summarise movie reviews."
@@ -124,22 +127,28 @@ def gen_request(spec: ModelSpec, sentence: str, max_tokens: int, constrained: bo
 
 def bench_generation(spec: ModelSpec, sentences: Sequence[str]) -> dict[str, Any]:
     """Generation-only tokens/s: each prompt is first evaluated by a 1-token call, so the measured calls
-    reuse its KV prefix and their time is (almost) all generation. Modes alternate which goes first."""
+    reuse its KV prefix and their time is (almost) all generation. Modes alternate which goes first.
+    Both engine wall time and process CPU time are kept: CPU time is less disturbed by other load."""
     engine = LlamaEngine(spec)
     engine.complete(gen_request(spec, sentences[0], 4, constrained=True))  # load + build the processor
-    runs: dict[str, list[tuple[int, float, str]]] = {"unconstrained": [], "constrained": []}
+    runs: dict[str, list[tuple[int, float, float, str]]] = {"unconstrained": [], "constrained": []}
     for i, sentence in enumerate(sentences):
         engine.complete(gen_request(spec, sentence, 1, constrained=False))
         for mode in (("unconstrained", "constrained") if i % 2 == 0 else ("constrained", "unconstrained")):
-            out = engine.complete(gen_request(spec, sentence, GEN_MAX_TOKENS, constrained=mode == "constrained"))
+            request = gen_request(spec, sentence, GEN_MAX_TOKENS, constrained=mode == "constrained")
+            cpu = time.process_time()
+            out = engine.complete(request)
+            cpu = time.process_time() - cpu
             tokens = out.usage.output_tokens if out.usage else 0
-            runs[mode].append((tokens, out.provider_data["latency_s"], out.finish_reason or ""))
+            runs[mode].append((tokens, out.provider_data["latency_s"], cpu, out.finish_reason or ""))
     result: dict[str, Any] = {}
     for mode, calls in runs.items():
-        tokens, seconds = sum(c[0] for c in calls), sum(c[1] for c in calls)
-        result[mode] = {"tok_s": tokens / seconds, "mean_tokens": tokens / len(calls),
-                        "at_cap": sum(c[2] == "length" for c in calls), "calls": len(calls)}
-    result["ratio"] = result["constrained"]["tok_s"] / result["unconstrained"]["tok_s"]
+        tokens = sum(c[0] for c in calls)
+        result[mode] = {"tok_s": tokens / sum(c[1] for c in calls), "tok_cpu_s": tokens / sum(c[2] for c in calls),
+                        "mean_tokens": tokens / len(calls), "at_cap": sum(c[3] == "length" for c in calls),
+                        "calls": len(calls)}
+    for key in ("tok_s", "tok_cpu_s"):
+        result[f"ratio_{key}"] = result["constrained"][key] / result["unconstrained"][key]
     # per prompt, the two modes ran back to back: their ratio is the least disturbed by other load
     result["paired_ratio"] = statistics.median(
         (c[0] / c[1]) / (u[0] / u[1]) for c, u in zip(runs["constrained"], runs["unconstrained"], strict=True)
@@ -147,27 +156,36 @@ def bench_generation(spec: ModelSpec, sentences: Sequence[str]) -> dict[str, Any
     return result
 
 
+def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
+    """``fn()``, its wall seconds and its process CPU seconds."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    value = fn()
+    return value, time.perf_counter() - wall, time.process_time() - cpu
+
+
 def bench_compile(spec: ModelSpec, constraints: dict[str, Constraint]) -> dict[str, Any]:
-    """Seconds to wrap the model for Outlines and to build each schema's processor in a fresh cache."""
+    """(wall, CPU) seconds to wrap the model for Outlines and to build each schema's processor in a fresh
+    cache, and the seconds of a cached ``get()``."""
     import outlines
+    from outlines.backends.outlines_core import OutlinesCoreBackend
 
     llm = local.load(spec).llm
-    wraps: list[float] = []
-    builds: dict[str, list[float]] = {name: [] for name in constraints}
+    wraps: list[tuple[float, float]] = []
+    vocabularies: list[tuple[float, float]] = []
+    builds: dict[str, list[tuple[float, float]]] = {name: [] for name in constraints}
     hits: dict[str, list[float]] = {name: [] for name in constraints}
     for _ in range(COMPILE_REPEATS):
-        started = time.perf_counter()
-        cache = ProcessorCache(outlines.from_llamacpp(llm, chat_mode=spec.chat))
-        wraps.append(time.perf_counter() - started)
+        outlines_model, wall, cpu = timed(partial(outlines.from_llamacpp, llm, chat_mode=spec.chat))
+        wraps.append((wall, cpu))
+        cache = ProcessorCache(outlines_model)
         for name, constraint in constraints.items():
-            started = time.perf_counter()
-            _, built = cache.get(constraint)
-            builds[name].append(time.perf_counter() - started)
-            assert built
-            started = time.perf_counter()
-            cache.get(constraint)
-            hits[name].append(time.perf_counter() - started)
-    return {"wrap": wraps, "build": builds, "hit": hits}
+            (_, built), wall, cpu = timed(partial(cache.get, constraint))
+            assert built, "a fresh ProcessorCache served a cached processor"
+            builds[name].append((wall, cpu))
+            hits[name].append(timed(partial(cache.get, constraint))[1])
+        # outlines.backends.get_*_logits_processor makes a new backend, and so a new Vocabulary, per call
+        vocabularies.append(timed(partial(OutlinesCoreBackend, outlines_model))[1:])
+    return {"wrap": wraps, "vocabulary": vocabularies, "build": builds, "hit": hits}
 
 
 def sentiment_program(spec: ModelSpec, pool: ModelPool, demos: list[dict[str, Any]]) -> dspy.Module:
@@ -251,8 +269,10 @@ def bench_evaluator(spec: ModelSpec, pool: ModelPool, examples: Sequence[dspy.Ex
     return runs
 
 
-def fmt_s(values: Sequence[float]) -> str:
-    return f"{statistics.median(values):.3f} s" + (f" (first {values[0]:.3f})" if len(values) > 1 else "")
+def fmt_s(values: Sequence[tuple[float, float]]) -> str:
+    """Median wall seconds, median CPU seconds, and the first repeat's wall seconds."""
+    wall, cpu = statistics.median(v[0] for v in values), statistics.median(v[1] for v in values)
+    return f"{wall:.3f} s wall, {cpu:.3f} s CPU (first: {values[0][0]:.3f} s wall)"
 
 
 def eval_cell(run: ModeRun) -> str:
@@ -271,8 +291,9 @@ def report(info: dict[str, str], gen: dict[str, Any], comp: dict[str, Any], eval
         return f"| {label} | " + " | ".join(cell(n) for n in names) + " |"
 
     def gen_cell(mode: str) -> Callable[[str], str]:
-        return lambda n: (f"{gen[n][mode]['tok_s']:.1f} tok/s; {gen[n][mode]['mean_tokens']:.1f} tok/call, "
-                          f"{gen[n][mode]['at_cap']}/{gen[n][mode]['calls']} at cap")
+        return lambda n: (f"{gen[n][mode]['tok_s']:.1f} tok/s ({gen[n][mode]['tok_cpu_s']:.1f} tok/CPU-s); "
+                          f"{gen[n][mode]['mean_tokens']:.1f} tok/call, {gen[n][mode]['at_cap']}/"
+                          f"{gen[n][mode]['calls']} at cap")
 
     def ratio(n: str) -> str:
         reuse, reset = evals[n]["reuse"], evals[n]["reset"]
@@ -289,11 +310,14 @@ def report(info: dict[str, str], gen: dict[str, Any], comp: dict[str, Any], eval
         row(f"1. generation, unconstrained ({args.prompts} prompts, max_tokens {GEN_MAX_TOKENS})",
             gen_cell("unconstrained")),
         row("1. generation, JSON-Schema constrained", gen_cell("constrained")),
-        row("1. constrained / unconstrained tok/s: overall; median per prompt",
-            lambda n: f"**{gen[n]['ratio']:.2f}**; {gen[n]['paired_ratio']:.2f}"),
+        row("1. constrained / unconstrained tok/s: overall (median per prompt); per CPU-s",
+            lambda n: f"**{gen[n]['ratio_tok_s']:.2f}** ({gen[n]['paired_ratio']:.2f}); "
+                      f"{gen[n]['ratio_tok_cpu_s']:.2f}"),
         row(f"2. `outlines.from_llamacpp` wrap (median of {COMPILE_REPEATS})", lambda n: fmt_s(comp[n]["wrap"])),
         *[row(f"2. first-call compile, {schema} schema (median of {COMPILE_REPEATS})",
               lambda n, s=schema: fmt_s(comp[n]["build"][s])) for schema in schemas],
+        row("2. of each compile: the Outlines vocabulary, rebuilt per schema (median)",
+            lambda n: fmt_s(comp[n]["vocabulary"])),
         *[row(f"2. cached `get()`, {schema} schema (median)",
               lambda n, s=schema: f"{statistics.median(comp[n]['hit'][s]) * 1e6:.0f} µs") for schema in schemas],
         row(f"3. evaluator, KV prefix reuse ({args.examples} ex, 4 demos)", lambda n: eval_cell(evals[n]["reuse"])),
@@ -305,18 +329,24 @@ def report(info: dict[str, str], gen: dict[str, Any], comp: dict[str, Any], eval
             lambda n: "; ".join(f"{r.calls}/{r.cached}" for r in evals[n].values())),
         row("3. resets injected; same predictions in both modes", agreement),
     ]
-    machine_lines = "\n".join(f"- {k}: {v}" for k, v in info.items())
+    machine_lines = "\n".join(f"- {k}: {v}" for k, v in info.items() if k != "threads")
     command = " ".join([COMMAND, *map(shlex.quote, sys.argv[1:])])
+    pinned = f"; overridden by `--threads {args.threads}`" if args.threads is not None else ""
+    busy = max(load[0][0], load[1][0]) > float(info["nproc"] or 1)
+    warning = ("\n**The CPU was oversubscribed (1-min load above nproc) during this run: absolute times are far "
+               "worse than on an idle machine, and prompt processing suffers more than generation.**\n"
+               if busy else "")
     return f"""# Engine benchmark, {dt.date.today().isoformat()}
 
 Command: `{command}` (took {elapsed / 60:.1f} min)
 
 {machine_lines}
-- llama.cpp threads per model: {args.threads} (`optimizer.models.local.N_THREADS` = {DEFAULT_THREADS})
+- llama.cpp threads per model: {info['threads']} (engine default: `n_threads` = `local.N_THREADS` = \
+{DEFAULT_THREADS}, `n_threads_batch` = llama-cpp-python's default, `cpu_count()` = {os.cpu_count()}{pinned})
 - load average (1/5/15 min) at start {load[0][0]:.2f}/{load[0][1]:.2f}/{load[0][2]:.2f}, at end \
 {load[1][0]:.2f}/{load[1][1]:.2f}/{load[1][2]:.2f}. Other work was sharing the CPU, so absolute numbers are
   noisy; the two sides of each ratio were measured interleaved (per prompt, per chunk of {EVAL_CHUNK} examples).
-
+{warning}
 {chr(10).join(rows)}
 
 How each number was measured:
@@ -327,7 +357,9 @@ How each number was measured:
    No DSPy cache is involved.
 2. A fresh `ProcessorCache(outlines.from_llamacpp(llm))` per repeat, timing the first `get()` of the JSON
    Schema that JSONAdapter sends for `programs/sentiment.py` (one enum field) and for `programs/entities.py`
-   (a list of `{{text, type}}` objects), then a second, cached `get()`.
+   (a list of `{{text, type}}` objects), then a second, cached `get()`. Each compile goes through
+   `outlines.backends.get_json_schema_logits_processor`, which builds a new `OutlinesCoreBackend` and so
+   a new outlines_core `Vocabulary` every time; the "vocabulary" row times that part alone.
 3. `evaluate()` of the sentiment program from `build_program` with 4 label-balanced SST-2 train demos
    (JSONAdapter, constrained) on the first {args.examples} test examples, after a 2-example warm-up (model
    load, processor build). The examples run in chunks of {EVAL_CHUNK}, each chunk in both modes back to back,
@@ -338,9 +370,31 @@ How each number was measured:
 """
 
 
+def pin_threads(n: int) -> None:
+    """Make every ``llama_cpp.Llama`` this process creates use ``n`` threads for decoding AND prompt
+    batches. ``local.load`` sets only ``n_threads``; llama-cpp-python's ``n_threads_batch`` defaults to
+    ``multiprocessing.cpu_count()``, so prompt processing would still use every core."""
+    import llama_cpp
+
+    base = llama_cpp.Llama
+
+    class PinnedLlama(base):  # type: ignore[misc, valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **{**kwargs, "n_threads": n, "n_threads_batch": n})
+
+    llama_cpp.Llama = PinnedLlama  # local.load looks the class up at call time
+
+
+def thread_counts() -> str:
+    """Decode / prompt-batch threads of the loaded models, as llama.cpp got them."""
+    counts = {(m.llm.n_threads, m.llm.n_threads_batch) for m in local._LOADED.values()}
+    return ", ".join(f"{a} decode / {b} prompt-batch" for a, b in sorted(counts))
+
+
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="llama.cpp threads per model")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="llama.cpp threads per model for decoding and prompt batches (default: the engine's)")
     parser.add_argument("--prompts", type=int, default=GEN_PROMPTS, help="prompts for the generation benchmark")
     parser.add_argument("--examples", type=int, default=EVAL_EXAMPLES, help="examples per evaluator mode")
     parser.add_argument("--out", type=Path, default=None, help="report path (default: experiments/results/)")
@@ -350,7 +404,8 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     started, load_start = time.perf_counter(), os.getloadavg()
-    local.N_THREADS = args.threads  # read when a model is loaded: set before the first load
+    if args.threads is not None:
+        pin_threads(args.threads)  # before the first model load
     info = machine()
     log(f"machine: {info}")
     sentences = [ex.sentence for ex in TASK.load("test", limit=args.prompts)]
@@ -378,6 +433,7 @@ def main() -> None:
             comp[spec.name] = bench_compile(spec, constraints)
             log(f"{spec.name}: evaluator ({time.perf_counter() - started:.0f} s)")
             evals[spec.name] = bench_evaluator(spec, pool, examples, demos, caches)
+    info["threads"] = thread_counts()
     text = report(info, gen, comp, evals, (load_start, os.getloadavg()), time.perf_counter() - started, args)
     out = args.out or RESULTS_DIR / f"engine-{dt.date.today().isoformat()}.md"
     out.parent.mkdir(parents=True, exist_ok=True)
