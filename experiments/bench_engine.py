@@ -51,7 +51,7 @@ from programs.sentiment import TASK, Sentiment, metric  # noqa: E402
 RESULTS_DIR = ROOT / "experiments" / "results"
 COMMAND = ".venv/bin/python experiments/bench_engine.py"
 MODELS: tuple[ModelSpec, ...] = (SMOLLM2, GEMMA3)
-DEFAULT_THREADS = local.N_THREADS
+DEFAULT_THREADS = local.n_threads()
 STEP = "classify"  # the sentiment program's only predictor: also the KV slot its calls use
 
 GEN_PROMPTS = 20  # SST-2 test sentences for the generation benchmark
@@ -341,8 +341,8 @@ def report(info: dict[str, str], gen: dict[str, Any], comp: dict[str, Any], eval
 Command: `{command}` (took {elapsed / 60:.1f} min)
 
 {machine_lines}
-- llama.cpp threads per model: {info['threads']} (engine default: `n_threads` = `local.N_THREADS` = \
-{DEFAULT_THREADS}, `n_threads_batch` = llama-cpp-python's default, `cpu_count()` = {os.cpu_count()}{pinned})
+- llama.cpp threads per model: {info['threads']} (engine default: `$PROGOPT_THREADS`, else all cores = \
+{DEFAULT_THREADS}, for decoding and prompt batches{pinned})
 - load average (1/5/15 min) at start {load[0][0]:.2f}/{load[0][1]:.2f}/{load[0][2]:.2f}, at end \
 {load[1][0]:.2f}/{load[1][1]:.2f}/{load[1][2]:.2f}. Other work was sharing the CPU, so absolute numbers are
   noisy; the two sides of each ratio were measured interleaved (per prompt, per chunk of {EVAL_CHUNK} examples).
@@ -371,18 +371,8 @@ How each number was measured:
 
 
 def pin_threads(n: int) -> None:
-    """Make every ``llama_cpp.Llama`` this process creates use ``n`` threads for decoding AND prompt
-    batches. ``local.load`` sets only ``n_threads``; llama-cpp-python's ``n_threads_batch`` defaults to
-    ``multiprocessing.cpu_count()``, so prompt processing would still use every core."""
-    import llama_cpp
-
-    base = llama_cpp.Llama
-
-    class PinnedLlama(base):  # type: ignore[misc, valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **{**kwargs, "n_threads": n, "n_threads_batch": n})
-
-    llama_cpp.Llama = PinnedLlama  # local.load looks the class up at call time
+    """Make every model this process loads use ``n`` threads for decoding and prompt batches."""
+    os.environ[local.THREADS_ENV] = str(n)
 
 
 def thread_counts() -> str:

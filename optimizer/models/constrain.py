@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 WHITESPACE = r"[ ]?"  # one optional space between JSON tokens: no whitespace runs from small models
-BACKEND = "outlines_core"
 
 
 @dataclass(frozen=True)
@@ -43,20 +42,20 @@ class ProcessorCache:
     """Builds and keeps one logits processor per constraint for one Outlines model."""
 
     def __init__(self, outlines_model: Any):
-        self._model = outlines_model
+        from outlines.backends.outlines_core import OutlinesCoreBackend
+
+        self._backend = OutlinesCoreBackend(outlines_model)  # the vocabulary, built once per model (~1 s on Gemma)
         self._processors: dict[Constraint, Any] = {}
 
     def get(self, constraint: Constraint) -> tuple[Any, bool]:
         """The processor for ``constraint``, reset and ready; and whether it was built by this call."""
-        from outlines.backends import get_json_schema_logits_processor, get_regex_logits_processor
-
         proc = self._processors.get(constraint)
         built = proc is None
         if built:
             if constraint.kind == "json_schema":
-                proc = get_json_schema_logits_processor(BACKEND, self._model, constraint.pattern, WHITESPACE)
+                proc = self._backend.get_json_schema_logits_processor(constraint.pattern, WHITESPACE)
             else:
-                proc = get_regex_logits_processor(BACKEND, self._model, constraint.pattern)
+                proc = self._backend.get_regex_logits_processor(constraint.pattern)
             self._processors[constraint] = proc
         proc.reset()
         return proc, built

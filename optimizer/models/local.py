@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,7 +13,13 @@ from optimizer.models.constrain import ProcessorCache
 from optimizer.models.files import EMBEDDED
 from optimizer.models.spec import ModelSpec
 
-N_THREADS = 2
+THREADS_ENV = "PROGOPT_THREADS"
+
+
+def n_threads() -> int:
+    """llama.cpp threads per call (generation and prompt batches): ``$PROGOPT_THREADS``, else all cores.
+    On a CPU shared with other model processes, 1 is much faster: llama.cpp's threads spin-wait."""
+    return int(os.environ.get(THREADS_ENV) or os.cpu_count() or 1)
 
 
 @dataclass
@@ -52,6 +60,16 @@ def load(spec: ModelSpec, slot: str | None = None) -> LocalModel:
             import llama_cpp
             import outlines
 
-            llm = llama_cpp.Llama(str(path), n_ctx=spec.n_ctx, n_threads=N_THREADS, verbose=False)
+            threads = n_threads()
+            llm = llama_cpp.Llama(str(path), n_ctx=spec.n_ctx, n_threads=threads, n_threads_batch=threads,
+                                  verbose=False)
             _LOADED[key] = LocalModel(llm, ProcessorCache(outlines.from_llamacpp(llm, chat_mode=spec.chat)))
         return _LOADED[key]
+
+
+@atexit.register
+def _close_all() -> None:
+    """Free the models before interpreter teardown (llama-cpp-python's __del__ fails once modules are gone)."""
+    for model in _LOADED.values():
+        model.llm.close()
+    _LOADED.clear()
