@@ -2,13 +2,16 @@
 of "json" (DSPy's JSONAdapter, JSON-Schema constrained), "chat" (DSPy's ChatAdapter, unconstrained, with
 its JSON fallback) and "compact" (progopt's CompactAdapter, regex constrained) on both local models,
 SST-2, AG News and TREC coarse, zero-shot and 4-shot (label-balanced demos from train, fixed seed).
+For a model with a chat template (SmolLM2) "compact-raw" also measures the compact prompt sent as raw
+completion text instead of as the user turn of the template.
 
-Run from the repository root (the full grid is 36 cells x 300 examples):
+Run from the repository root (the full grid is 42 cells x 300 examples):
 
     .venv/bin/python experiments/bench_formats.py
 
 Options: ``--limit N`` (test examples per cell, for a runtime estimate), ``--out PREFIX`` (default
-``experiments/results/formats-<date>``), ``--cache DIR`` (DSPy cache; default a dedicated directory).
+``experiments/results/formats-<date>``), ``--cache DIR`` (DSPy cache; default a dedicated directory),
+``--threads N`` (llama.cpp threads; default the engine's).
 Writes ``PREFIX.json`` and ``PREFIX.md`` after every cell, so a partial run is usable, and skips cells
 already in ``PREFIX.json`` (rerun the command to resume). Cached calls keep their original latency.
 """
@@ -34,10 +37,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # `programs` is not an installed package: run against this checkout
 
 from optimizer import runtime  # noqa: E402
+from optimizer.adapters import CompactAdapter  # noqa: E402
 from optimizer.data import Task  # noqa: E402
 from optimizer.evaluate import evaluate  # noqa: E402
 from optimizer.metrics import exact_match  # noqa: E402
-from optimizer.models import ModelPool  # noqa: E402
+from optimizer.models import ModelPool, local  # noqa: E402
 from optimizer.models.files import cache_dir  # noqa: E402
 from optimizer.space.build import build_program  # noqa: E402
 from optimizer.space.variant import StepConfig  # noqa: E402
@@ -45,6 +49,7 @@ from programs import news, sentiment, trec  # noqa: E402
 
 COMMAND = ".venv/bin/python experiments/bench_formats.py"
 FORMATS = ("json", "chat", "compact")
+RAW_VARIANT = "compact-raw"  # chat models only: the compact prompt as raw text, not in the chat template
 SHOTS = (0, 4)
 DEMO_SEED = 2026
 STEP = "classify"
@@ -101,11 +106,14 @@ def run_cell(pool: ModelPool, model: str, name: str, shots: int, fmt: str, limit
     bench = TASKS[name]
     program = bench.program()
     instruction = dict(program.named_predictors())[STEP].signature.instructions
-    step = StepConfig(instruction=instruction, demos=balanced_demos(bench, shots) if shots else [],
-                      model=model, format=fmt)  # type: ignore[arg-type]
+    step = StepConfig(instruction=instruction, demos=balanced_demos(bench, shots) if shots else [], model=model,
+                      format="compact" if fmt == RAW_VARIANT else fmt)  # type: ignore[arg-type]
+    configured = build_program(program, {STEP: step}, pool.lm)
+    if fmt == RAW_VARIANT:
+        dict(configured.named_predictors())[STEP].adapter = CompactAdapter(chat_template=False)
     examples = bench.task.load("test", limit=limit)
     started = time.perf_counter()
-    ev = evaluate(build_program(program, {STEP: step}, pool.lm), examples, bench.metric, show_progress=False)
+    ev = evaluate(configured, examples, bench.metric, show_progress=False)
     wall = time.perf_counter() - started
     s = ev.summary()
     n = s["examples"]
@@ -120,7 +128,8 @@ def run_cell(pool: ModelPool, model: str, name: str, shots: int, fmt: str, limit
 def markdown(report: dict[str, Any]) -> str:
     lines = [f"# Prompt formats on the local models ({report['date']})", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']['nproc']} cores, "
-             f"{report['machine']['cpu']}; load average at start {report['machine']['loadavg_at_start']} "
+             f"{report['machine']['cpu']}, llama.cpp threads {report['threads']}; load average at start "
+             f"{report['machine']['loadavg_at_start']} "
              "(the cores were shared with other work: seconds are upper bounds)  ",
              f"Test examples per cell: {report['limit'] or 'all (300)'}; demos: label-balanced from train, "
              f"seed {DEMO_SEED}; accuracy with 95% bootstrap CI; s/ex is model time per example "
@@ -140,29 +149,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="test examples per cell (default: all 300)")
     parser.add_argument("--out", type=Path, default=None, help="output prefix (without .json/.md)")
     parser.add_argument("--cache", type=Path, default=cache_dir() / "bench-formats", help="DSPy cache dir")
+    parser.add_argument("--threads", type=int, default=local.N_THREADS, help="llama.cpp threads per model")
     args = parser.parse_args(argv)
+    local.N_THREADS = args.threads
     today = dt.date.today().isoformat()
     out = args.out or ROOT / "experiments" / "results" / f"formats-{today}"
     out.parent.mkdir(parents=True, exist_ok=True)
     runtime.configure(args.cache)
     path = out.with_suffix(".json")
     report = json.loads(path.read_text()) if path.exists() else {
-        "command": COMMAND + (f" --limit {args.limit}" if args.limit else ""), "date": today,
-        "machine": machine(), "limit": args.limit, "rows": []}
+        "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), "date": today,
+        "machine": machine(), "limit": args.limit, "threads": args.threads, "rows": []}
     done = {(r["model"], r["task"], r["shots"], r["format"]) for r in report["rows"]}
     pool = ModelPool.default()
-    for model in pool.names:
-        for name in TASKS:
-            for shots in SHOTS:
-                for fmt in FORMATS:
-                    if (model, name, shots, fmt) in done:
-                        continue
-                    row = run_cell(pool, model, name, shots, fmt, args.limit)
-                    report["rows"].append(row)
-                    path.write_text(json.dumps(report, indent=1) + "\n")
-                    out.with_suffix(".md").write_text(markdown(report))
-                    print(f"{model} {name} {shots}-shot {fmt}: {100 * row['accuracy']:.1f}% "
-                          f"valid {100 * row['validity']:.0f}% {row['wall_s_per_example']:.3f} s/ex", flush=True)
+    cells = [(model, name, shots, fmt) for name in TASKS for shots in SHOTS for model in pool.names
+             for fmt in FORMATS + (RAW_VARIANT,) * pool[model].chat]
+    for model, name, shots, fmt in cells:
+        if (model, name, shots, fmt) in done:
+            continue
+        row = run_cell(pool, model, name, shots, fmt, args.limit)
+        report["rows"].append(row)
+        path.write_text(json.dumps(report, indent=1) + "\n")
+        out.with_suffix(".md").write_text(markdown(report))
+        print(f"{model} {name} {shots}-shot {fmt}: {100 * row['accuracy']:.1f}% valid "
+              f"{100 * row['validity']:.0f}% {row['wall_s_per_example']:.3f} s/ex", flush=True)
 
 
 if __name__ == "__main__":

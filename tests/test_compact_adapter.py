@@ -15,6 +15,7 @@ from optimizer.accounting import Ledger
 from optimizer.adapters.compact import CompactAdapter, output_regex, render_prompt
 from optimizer.adapters.fields import FieldCodec
 from optimizer.models.engine import RAW_METADATA_KEY, REGEX_METADATA_KEY, LlamaEngine
+from optimizer.models.spec import GEMMA3, SMOLLM2, ModelSpec
 from optimizer.space.build import make_adapter
 from programs.sentiment import ClassifySentiment
 
@@ -73,6 +74,7 @@ def test_rendered_demo_outputs_match_the_output_regex_and_parse_back():
     block = render_prompt(Facts, [FACTS], {"city_name": "Porto"}).split("\n\n")[1]
     completion = " " + block.split("Kind: ", 1)[1] + "\n"
     assert re.fullmatch(output_regex(Facts), completion)
+    assert re.fullmatch(output_regex(Facts, first_prefix=True), "Kind:" + completion)
     parsed = CompactAdapter().parse(Facts, completion)
     expected = {k: v for k, v in FACTS.items() if k != "city_name"}
     assert parsed == {**expected, "motto": "Very noble and always loyal"}
@@ -108,8 +110,8 @@ class Canned:
     supports_response_schema = True
     supported_params = LlamaEngine.supported_params
 
-    def __init__(self, reply: str):
-        self.reply, self.requests = reply, []
+    def __init__(self, reply: str, spec: ModelSpec = SMOLLM2):
+        self.reply, self.requests, self.spec = reply, [], spec
 
     def complete(self, request: Request) -> Response:
         self.requests.append(request)
@@ -128,18 +130,30 @@ def _predict(engine: Any, name: str) -> tuple[dspy.Prediction, Ledger]:
         return dspy.Predict(ClassifySentiment)(sentence="a gem ."), ledger
 
 
-def test_local_engine_gets_the_raw_prompt_and_the_whole_output_regex():
-    engine = CannedLlama(" positive\n")
-    pred, ledger = _predict(engine, "local/fake-compact")
-    metadata = engine.requests[0].config.extensions["metadata"]
-    assert metadata == {REGEX_METADATA_KEY: r" (negative|positive)\n?", RAW_METADATA_KEY: True}
-    assert engine.requests[0].config.response_format is None
+def test_base_model_gets_raw_text_ending_at_the_prefix_and_a_regex_for_the_value():
+    engine = CannedLlama(" positive\n", GEMMA3)
+    pred, ledger = _predict(engine, "local/fake-compact-base")
+    request = engine.requests[0]
+    assert request.config.extensions["metadata"] == {REGEX_METADATA_KEY: r" (negative|positive)\n?",
+                                                     RAW_METADATA_KEY: True}
+    assert request.messages[-1].text.endswith("Sentence: a gem .\nSentiment:")
+    assert request.config.response_format is None
     assert pred.sentiment == "positive" and [r.valid for r in ledger.records] == [True]
+
+
+def test_chat_model_gets_a_user_turn_and_a_regex_that_starts_with_the_prefix():
+    engine = CannedLlama("Sentiment: negative", SMOLLM2)
+    pred, ledger = _predict(engine, "local/fake-compact-chat")
+    request = engine.requests[0]
+    assert request.config.extensions["metadata"] == {REGEX_METADATA_KEY: r"Sentiment: (negative|positive)\n?"}
+    assert [m.role for m in request.messages] == ["user"]
+    assert request.messages[0].text.endswith("Sentence: a gem .")
+    assert pred.sentiment == "negative" and [r.valid for r in ledger.records] == [True]
 
 
 def test_an_unparseable_output_is_recorded_invalid_through_the_parse_callbacks():
     ledger = Ledger()
-    lm = dspy.LM("local/fake-compact-bad", engine=CannedLlama(" maybe"), cache=False)
+    lm = dspy.LM("local/fake-compact-bad", engine=CannedLlama(" maybe", GEMMA3), cache=False)
     with dspy.context(lm=lm, adapter=CompactAdapter(), callbacks=[ledger]), pytest.raises(AdapterParseError):
         dspy.Predict(ClassifySentiment)(sentence="a gem .")
     assert [r.valid for r in ledger.records] == [False]

@@ -1,8 +1,7 @@
 """``CompactAdapter``: the prompt format for very small local models. A short completion-style prompt
 (the instruction once, then ``Field: value`` blocks) and one regex for the whole output.
 
-Local llama.cpp models (Gemma base and SmolLM2 alike) get the text verbatim, without a chat template,
-ending in the first output field's prefix::
+A base model (Gemma) gets the text verbatim (the engine's raw flag), ending in the first output prefix::
 
     Classify the sentiment of a movie review sentence.
 
@@ -12,8 +11,10 @@ ending in the first output field's prefix::
     Sentence: the plot is nothing but boilerplate clichés
     Sentiment:
 
-and the engine decodes ``' (negative|positive)\\n?'``. Several output fields continue on the next lines
-(``\\nReason: ...``). API models get the same lines as chat messages, the outputs' JSON schema as
+and decodes ``' (negative|positive)\\n?'``. A chat model (SmolLM2) gets the same text without the final
+prefix as its user turn, inside its chat template, and decodes ``'Sentiment: (negative|positive)\\n?'``
+(``chat_template=False`` sends it raw instead). Further output fields continue on the next lines
+(``\\nReason: ...``). API models get the lines as chat messages, the outputs' JSON schema as
 ``response_format``, and answer with a JSON object.
 
 >>> program = build_program(Sentiment(), {"classify": StepConfig(..., format="compact")}, pool.lm)
@@ -25,7 +26,7 @@ import json
 import re
 from contextvars import ContextVar
 from functools import cache
-from typing import Any
+from typing import Any, Literal
 
 import dspy
 import json_repair
@@ -38,8 +39,9 @@ from optimizer.space.build import ADAPTERS
 
 Signature = type[dspy.Signature]
 
-# Whether the current call asked for a JSON reply (API model) instead of compact lines (local model).
-_json_reply: ContextVar[bool] = ContextVar("progopt_compact_json_reply", default=False)
+Delivery = Literal["raw", "chat", "json"]
+# How the current call is delivered: raw completion text, the user turn of a chat template, or JSON (API).
+_delivery: ContextVar[Delivery] = ContextVar("progopt_compact_delivery", default="raw")
 
 
 def label(name: str, field: Any) -> str:
@@ -62,12 +64,17 @@ def codecs(signature: Signature) -> dict[str, FieldCodec]:
     return _codecs(tuple((name, f.annotation) for name, f in signature.output_fields.items()))
 
 
-def output_regex(signature: Signature) -> str:
-    """The regex of everything after the prompt: the first value, then ``\\nPrefix: value`` per further
-    field, then an optional newline (the model's natural end of line ends the generation)."""
+def output_regex(signature: Signature, *, first_prefix: bool = False) -> str:
+    """The regex of everything after the prompt: the first value (after its prefix when ``first_prefix``:
+    the prompt did not end with it), then ``\\nPrefix: value`` per further field, then an optional newline
+    (the model's natural end of line ends the generation)."""
     parts = []
     for i, (name, codec) in enumerate(codecs(signature).items()):
-        head = "" if i == 0 else r"\n" + re.escape(label(name, signature.output_fields[name])) + ":"
+        head = re.escape(label(name, signature.output_fields[name])) + ":"
+        if i > 0:
+            head = r"\n" + head
+        elif not first_prefix:
+            head = ""
         parts.append(f"{head} ({codec.pattern})")
     return "".join(parts) + r"\n?"
 
@@ -83,8 +90,10 @@ def complete_demos(signature: Signature, demos: list[dict[str, Any]]) -> list[di
             and all(d[name] is not None for name in signature.input_fields)]
 
 
-def render_prompt(signature: Signature, demos: list[dict[str, Any]], inputs: dict[str, Any]) -> str:
-    """The whole completion prompt: instruction, complete demos, the inputs, the first output's prefix."""
+def render_prompt(signature: Signature, demos: list[dict[str, Any]], inputs: dict[str, Any], *,
+                  answer_prefix: bool = True) -> str:
+    """The compact prompt: instruction, complete demos, the inputs, and (``answer_prefix``) the first
+    output's prefix."""
     outs = codecs(signature)
 
     def show(name: str, value: Any) -> str:
@@ -93,7 +102,7 @@ def render_prompt(signature: Signature, demos: list[dict[str, Any]], inputs: dic
     blocks = [instruction_line(signature)]
     blocks.extend("\n".join(_lines(signature.fields, demo, show)) for demo in complete_demos(signature, demos))
     first = label(*next(iter(signature.output_fields.items())))
-    blocks.append("\n".join([*_lines(signature.input_fields, inputs, show), f"{first}:"]))
+    blocks.append("\n".join(_lines(signature.input_fields, inputs, show) + [f"{first}:"] * answer_prefix))
     return "\n\n".join(blocks)
 
 
@@ -111,37 +120,50 @@ def outputs_model(signature: Signature) -> type[pydantic.BaseModel]:
 class CompactAdapter(dspy.Adapter):
     """Compact ``Field: value`` prompts; per-field regex-constrained output on local models, JSON on API
     models. Parsing goes through ``Adapter.__call__``, so DSPy's parse callbacks (and progopt's validity
-    records) see every call. Safe to share across threads: per-call state lives in a context variable."""
+    records) see every call. Safe to share across threads: per-call state lives in a context variable.
 
-    def _prepare(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature) -> tuple[dict[str, Any], bool]:
-        if isinstance(getattr(lm, "engine", None), LlamaEngine):
-            metadata = {**(lm_kwargs.get("metadata") or {}), REGEX_METADATA_KEY: output_regex(signature),
-                        RAW_METADATA_KEY: True}
-            return {**lm_kwargs, "metadata": metadata}, False
-        return {**lm_kwargs, "response_format": outputs_model(signature)}, True
+    ``chat_template``: whether a local model that has a chat template gets the prompt as its user turn
+    (default) or as raw completion text."""
+
+    def __init__(self, *, chat_template: bool = True, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.chat_template = chat_template
+
+    def _prepare(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature) -> tuple[dict[str, Any], Delivery]:
+        engine = getattr(lm, "engine", None)
+        if not isinstance(engine, LlamaEngine):
+            return {**lm_kwargs, "response_format": outputs_model(signature)}, "json"
+        metadata = dict(lm_kwargs.get("metadata") or {})
+        if engine.spec.chat and self.chat_template:
+            metadata[REGEX_METADATA_KEY] = output_regex(signature, first_prefix=True)
+            return {**lm_kwargs, "metadata": metadata}, "chat"
+        metadata.update({REGEX_METADATA_KEY: output_regex(signature), RAW_METADATA_KEY: True})
+        return {**lm_kwargs, "metadata": metadata}, "raw"
 
     def __call__(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature, demos: list[dict[str, Any]],
                  inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        lm_kwargs, json_reply = self._prepare(lm, lm_kwargs, signature)
-        token = _json_reply.set(json_reply)
+        lm_kwargs, delivery = self._prepare(lm, lm_kwargs, signature)
+        token = _delivery.set(delivery)
         try:
             return super().__call__(lm, lm_kwargs, signature, demos, inputs)
         finally:
-            _json_reply.reset(token)
+            _delivery.reset(token)
 
     async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature,
                     demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        lm_kwargs, json_reply = self._prepare(lm, lm_kwargs, signature)
-        token = _json_reply.set(json_reply)
+        lm_kwargs, delivery = self._prepare(lm, lm_kwargs, signature)
+        token = _delivery.set(delivery)
         try:
             return await super().acall(lm, lm_kwargs, signature, demos, inputs)
         finally:
-            _json_reply.reset(token)
+            _delivery.reset(token)
 
     def format(self, signature: Signature, demos: list[dict[str, Any]],
                inputs: dict[str, Any]) -> list[dict[str, Any]]:
-        if not _json_reply.get():
-            return [{"role": "user", "content": render_prompt(signature, demos, inputs)}]
+        delivery = _delivery.get()
+        if delivery != "json":
+            text = render_prompt(signature, demos, inputs, answer_prefix=delivery == "raw")
+            return [{"role": "user", "content": text}]
         keys = ", ".join(signature.output_fields)
         messages = [{"role": "system", "content": f"{instruction_line(signature)}\nReply with a JSON object "
                                                   f"with the keys: {keys}."}]
@@ -158,8 +180,11 @@ class CompactAdapter(dspy.Adapter):
 
     def parse(self, signature: Signature, completion: str) -> dict[str, Any]:
         try:
-            if _json_reply.get():
+            delivery = _delivery.get()
+            if delivery == "json":
                 return self._parse_json(signature, completion)
+            if delivery == "raw":  # the prompt ended with the first prefix: put it back
+                completion = label(*next(iter(signature.output_fields.items()))) + ":" + completion
             return self._parse_lines(signature, completion)
         except (FieldValueError, pydantic.ValidationError, ValueError) as exc:
             raise AdapterParseError(adapter_name=type(self).__name__, signature=signature,
@@ -172,14 +197,11 @@ class CompactAdapter(dspy.Adapter):
         if len(lines) != len(out):
             raise ValueError(f"expected {len(out)} output line(s), got {len(lines)}")
         values = {}
-        for i, (name, codec) in enumerate(out.items()):
-            text = lines[i]
-            if i > 0:
-                head = label(name, signature.output_fields[name]) + ":"
-                if not text.startswith(head):
-                    raise ValueError(f"line {i + 1} should start with {head!r}")
-                text = text[len(head):]
-            values[name] = codec.parse(text)
+        for line, (name, codec) in zip(lines, out.items(), strict=True):
+            head = label(name, signature.output_fields[name]) + ":"
+            if not line.startswith(head):
+                raise ValueError(f"{line[:80]!r} should start with {head!r}")
+            values[name] = codec.parse(line[len(head):])
         return values
 
     @staticmethod
