@@ -4,7 +4,9 @@ second run with the same storage continues the same study."""
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -25,8 +27,10 @@ def _as_nobody(*cmd: str) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def postgres(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pg")
+def postgres():
+    # the server runs as `nobody` (PostgreSQL refuses root), so its directory must be reachable by it:
+    # pytest's own tmp dirs sit under a 0700 directory
+    root = Path(tempfile.mkdtemp(prefix="progopt-pg-"))
     root.chmod(0o777)
     data, port = root / "data", _free_port()
     subprocess.run(_as_nobody("initdb", "-D", str(data), "-U", "progopt", "--auth=trust"), check=True,
@@ -46,6 +50,7 @@ def postgres(tmp_path_factory):
     yield url
     server.terminate()
     server.wait(timeout=30)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_compile_runs_on_postgres_and_a_second_run_continues_the_study(postgres):

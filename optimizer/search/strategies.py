@@ -101,7 +101,7 @@ class CoordinateAscent(SearchStrategy):
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.user_attrs.get("feasible", True)]
         if not done:
-            return None if not study.trials else DONE
+            return None  # queued baselines (or the sampler) come first
         best = max(done, key=lambda t: (t.values[0], -t.number))
         tried = _tried(study)
         for name, options in param_choices(space).items():
