@@ -144,9 +144,13 @@ class MlflowTracker:
         if self.run_id is None:
             return
         status = "KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED"
-        self.client.set_tag(self.run_id, ERROR, self._text(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
-        self._end_children(status, only_running=True)
-        self.client.set_terminated(self.run_id, status)
+        try:
+            self.client.set_tag(self.run_id, ERROR, self._text(f"{type(error).__name__}: {error}")[:MAX_TAG_LENGTH])
+            self._end_children(status, only_running=True)
+            self.client.set_terminated(self.run_id, status)
+        except Exception as exc:  # noqa: BLE001 - the compile's own error is the one to raise
+            logger.warning("could not mark MLflow run %s %s: %s", self.run_id, status,
+                           self._text(f"{type(exc).__name__}: {exc}"))
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _text(self, text: str) -> str:
