@@ -149,9 +149,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--limit", type=int, default=None, help="test examples per cell (default: all 300)")
     parser.add_argument("--out", type=Path, default=None, help="output prefix (without .json/.md)")
     parser.add_argument("--cache", type=Path, default=cache_dir() / "bench-formats", help="DSPy cache dir")
-    parser.add_argument("--threads", type=int, default=local.N_THREADS, help="llama.cpp threads per model")
+    parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the engine's)")
     args = parser.parse_args(argv)
-    local.N_THREADS = args.threads
+    if args.threads:
+        os.environ[local.THREADS_ENV] = str(args.threads)
+    threads = local.n_threads()
     today = dt.date.today().isoformat()
     out = args.out or ROOT / "experiments" / "results" / f"formats-{today}"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -159,11 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     path = out.with_suffix(".json")
     report = json.loads(path.read_text()) if path.exists() else {
         "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), "date": today,
-        "machine": machine(), "limit": args.limit, "threads": args.threads, "rows": []}
+        "machine": machine(), "limit": args.limit, "threads": threads, "rows": []}
     done = {(r["model"], r["task"], r["shots"], r["format"]) for r in report["rows"]}
     pool = ModelPool.default()
     cells = [(model, name, shots, fmt) for name in TASKS for shots in SHOTS for model in pool.names
              for fmt in FORMATS + (RAW_VARIANT,) * pool[model].chat]
+    cells.sort(key=lambda cell: cell[3] == "chat")  # the slowest format last: partial runs compare the rest
     for model, name, shots, fmt in cells:
         if (model, name, shots, fmt) in done:
             continue

@@ -14,10 +14,15 @@ from pydantic import BaseModel
 from optimizer.accounting import Ledger
 from optimizer.adapters.compact import CompactAdapter, output_regex, render_prompt
 from optimizer.adapters.fields import FieldCodec
+from optimizer.evaluate import evaluate
+from optimizer.models import ModelPool
 from optimizer.models.engine import RAW_METADATA_KEY, REGEX_METADATA_KEY, LlamaEngine
 from optimizer.models.spec import GEMMA3, SMOLLM2, ModelSpec
-from optimizer.space.build import make_adapter
-from programs.sentiment import ClassifySentiment
+from optimizer.space.build import build_program, make_adapter
+from optimizer.space.variant import StepConfig
+from programs.sentiment import TASK as SST2
+from programs.sentiment import ClassifySentiment, Sentiment, metric
+from tests.test_api_path import llama_server  # noqa: F401  (the loopback OpenAI-compatible server fixture)
 
 MODELS = ["local/smollm2-135m", "local/gemma3-270m"]
 
@@ -166,6 +171,19 @@ def test_api_engine_gets_messages_and_a_json_schema_and_the_reply_parses_as_json
     assert request.config.response_format["type"] == "json_schema"
     assert "metadata" not in (request.config.extensions or {})
     assert pred.sentiment == "negative" and [r.valid for r in ledger.records] == [True]
+
+
+@pytest.mark.xfail(strict=True, reason="optimizer/models/api.py _dialect reads the schema under "
+                   "response_format['json_schema'], but DSPy's lm15 Request flattens it to the top level: the "
+                   "server gets schema {} and SmolLM2 answers labels outside the Literal")
+def test_api_model_over_http_answers_json_that_parses(llama_server, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-secret")
+    pool = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")
+    step = StepConfig(instruction=ClassifySentiment.instructions, model="openai/smollm2", format="compact")
+    ev = evaluate(build_program(Sentiment(), {"classify": step}, pool.lm), SST2.load("test", limit=5), metric,
+                  show_progress=False)
+    assert ev.summary()["validity_rate"] == 1.0 and ev.summary()["lm_calls"] == 5
+    assert all(r.prediction["sentiment"] in {"negative", "positive"} for r in ev.results)
 
 
 def test_compact_is_a_registered_prompt_format():

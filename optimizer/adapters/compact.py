@@ -164,7 +164,7 @@ class CompactAdapter(dspy.Adapter):
         if delivery != "json":
             text = render_prompt(signature, demos, inputs, answer_prefix=delivery == "raw")
             return [{"role": "user", "content": text}]
-        keys = ", ".join(signature.output_fields)
+        keys = "; ".join(f"{name} ({codec.hint})" for name, codec in codecs(signature).items())
         messages = [{"role": "system", "content": f"{instruction_line(signature)}\nReply with a JSON object "
                                                   f"with the keys: {keys}."}]
         for demo in complete_demos(signature, demos):

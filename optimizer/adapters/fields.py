@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal, get_args, get_origin
 
+from dspy.adapters.utils import get_annotation_name
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
@@ -102,6 +103,13 @@ class FieldCodec:
         if annotation in SCALAR_PATTERNS:
             return cls("json", annotation, SCALAR_PATTERNS[annotation])
         return cls("json", annotation, json_pattern(annotation))
+
+    @property
+    def hint(self) -> str:
+        """A short description of the value, for prompts that cannot constrain it (API models)."""
+        if self.kind == "choice":
+            return "one of: " + ", ".join(self.choices)
+        return get_annotation_name(self.annotation)
 
     @property
     def adapter(self) -> TypeAdapter:
