@@ -22,6 +22,7 @@ from typing import Any
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, Run, RunStatus, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.models.model import ModelInfo
 
 from optimizer.models.pool import ModelPool
@@ -222,32 +223,37 @@ class MlflowTracker:
                 self.client.log_batch(child.info.run_id, tags=[RunTag(t, v) for t, v in wanted.items()])
 
     def _log_chosen_model(self, result: CompileResult) -> None:
-        """The chosen variant as a JSON artifact and a pyfunc model; a refused artifact is a tag, not a crash."""
+        """The chosen variant as a JSON artifact and a pyfunc model. A refusal or logging error becomes the
+        ``progopt.model`` tag and a warning: the compile's result is still returned."""
         try:
-            from optimizer.artifact import ArtifactError, save_result
+            from optimizer.artifact import ArtifactError
         except ImportError:
             self.client.set_tag(self._require_run(), MODEL, "skipped: optimizer.artifact is not available")
             return
+        run_id = self._require_run()
+        try:
+            self.model_info = self._save_and_log_model(result)
+        except (ArtifactError, ImportError, KeyError, MlflowException, OSError) as exc:
+            message = self._text(f"not logged: {type(exc).__name__}: {exc}")[:MAX_TAG_LENGTH]
+            logger.warning("chosen variant %s %s", result.chosen, message)
+            self.client.set_tag(run_id, MODEL, message)
+            return
+        self.client.set_tag(run_id, MODEL, self.model_info.model_uri)
+
+    def _save_and_log_model(self, result: CompileResult) -> ModelInfo:
         from optimizer import refs
+        from optimizer.artifact import ArtifactSecretError, save_result
         from optimizer.tracking.model import log_compiled_model
 
         run_id = self._require_run()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "compiled.json"
-            try:
-                pool = self.pool or report.registered_pool(result)
-                save_result(result, path, program=refs.resolve(result.program)(), pool=pool)
-            except (ArtifactError, ImportError, KeyError) as exc:
-                message = self._text(f"not logged: {type(exc).__name__}: {exc}")[:MAX_TAG_LENGTH]
-                logger.warning("chosen variant %s %s", result.chosen, message)
-                self.client.set_tag(run_id, MODEL, message)
-                return
+            save_result(result, path, program=refs.resolve(result.program)(),
+                        pool=self.pool or report.registered_pool(result))
             if self.scrubber.contains_secret(path.read_text(encoding="utf-8")):
-                self.client.set_tag(run_id, MODEL, "not logged: the artifact looks like it holds a secret")
-                return
+                raise ArtifactSecretError(path, "$", "holds key-shaped text or a value under a secret-named key")
             self.client.log_artifact(run_id, str(path))
             demos = [d for step in result.space.steps.values() for s in step.demo_sets.values() for d in s
                      if not self.scrubber.contains_secret(json.dumps(d))]  # the input example is logged as is
-            self.model_info = log_compiled_model(path, run_id=run_id, tracking_uri=self.tracking_uri,
-                                                 registered_model_name=self.registered_model_name, examples=demos)
-        self.client.set_tag(run_id, MODEL, self.model_info.model_uri)
+            return log_compiled_model(path, run_id=run_id, tracking_uri=self.tracking_uri,
+                                      registered_model_name=self.registered_model_name, examples=demos)
