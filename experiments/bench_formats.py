@@ -125,22 +125,37 @@ def run_cell(pool: ModelPool, model: str, name: str, shots: int, fmt: str, limit
             "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
+def _acc(row: dict[str, Any]) -> str:
+    lo, hi = row["ci95"]
+    return f"{100 * row['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
 def markdown(report: dict[str, Any]) -> str:
+    """The results as Markdown: accuracy by format side by side, then every measurement."""
+    rows = report["rows"]
+    formats = [f for f in (*FORMATS, RAW_VARIANT) if any(r["format"] == f for r in rows)]
     lines = [f"# Prompt formats on the local models ({report['date']})", "",
              f"Command: `{report['command']}`  ", f"Machine: {report['machine']['nproc']} cores, "
              f"{report['machine']['cpu']}, llama.cpp threads {report['threads']}; load average at start "
-             f"{report['machine']['loadavg_at_start']} "
-             "(the cores were shared with other work: seconds are upper bounds)  ",
+             f"{report['machine']['loadavg_at_start']} (the cores were shared with other work: seconds are "
+             "upper bounds)  ",
              f"Test examples per cell: {report['limit'] or 'all (300)'}; demos: label-balanced from train, "
-             f"seed {DEMO_SEED}; accuracy with 95% bootstrap CI; s/ex is model time per example "
-             "(Outlines processor builds included).", "",
-             "| model | task | shots | format | accuracy (95% CI) | validity | s/ex | calls/ex | in tok/ex |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in report["rows"]:
-        lo, hi = r["ci95"]
-        lines.append(f"| {r['model']} | {r['task']} | {r['shots']} | {r['format']} | {100 * r['accuracy']:.1f} "
-                     f"[{100 * lo:.1f}, {100 * hi:.1f}] | {100 * r['validity']:.1f}% | {r['s_per_example']:.3f} "
-                     f"| {r['lm_calls_per_example']:.2f} | {r['input_tokens_per_example']:.0f} |")
+             f"seed {DEMO_SEED}; accuracy in % with 95% bootstrap CI. Validity: examples whose every call "
+             "parsed (for chat, a failed first parse counts even when DSPy's JSON fallback then parsed). "
+             "s/ex: model time per example, Outlines processor builds included.", "",
+             "## Accuracy by format", "", f"| task | shots | model | {' | '.join(formats)} |",
+             "|---|---|---|" + "---|" * len(formats)]
+    cells = {(r["task"], r["shots"], r["model"], r["format"]): r for r in rows}
+    for key in dict.fromkeys((r["task"], r["shots"], r["model"]) for r in rows):
+        found = [cells.get((*key, f)) for f in formats]
+        lines.append(f"| {key[0]} | {key[1]} | {key[2]} | " + " | ".join(_acc(r) if r else "-" for r in found) + " |")
+    lines += ["", "## Every cell", "",
+              "| model | task | shots | format | accuracy (95% CI) | validity | s/ex | calls/ex | in tok/ex |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['model']} | {r['task']} | {r['shots']} | {r['format']} | {_acc(r)} | "
+                     f"{100 * r['validity']:.1f}% | {r['s_per_example']:.3f} | {r['lm_calls_per_example']:.2f} | "
+                     f"{r['input_tokens_per_example']:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -176,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         out.with_suffix(".md").write_text(markdown(report))
         print(f"{model} {name} {shots}-shot {fmt}: {100 * row['accuracy']:.1f}% valid "
               f"{100 * row['validity']:.0f}% {row['wall_s_per_example']:.3f} s/ex", flush=True)
+    out.with_suffix(".md").write_text(markdown(report))  # a rerun of a finished grid only re-renders
 
 
 if __name__ == "__main__":
