@@ -32,3 +32,9 @@ def test_same_seed_and_recording_give_the_same_result():
     first, second = run(replay_pool(), "tpe", trials=12), run(replay_pool(), "tpe", trials=12)
     assert [t.variant_key for t in first.trials] == [t.variant_key for t in second.trials]
     assert first.chosen == second.chosen and first.front == second.front
+
+
+def test_search_ends_when_the_sampler_only_repeats_cached_variants(exhaustive):
+    # no trial or call limit: every variant is cached after the exhaustive run, so only convergence ends it
+    result = run(replay_pool(), "random", trials=None)
+    assert 18 <= len([t for t in result.trials if t.stage == "minibatch"]) < 200

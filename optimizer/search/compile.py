@@ -29,6 +29,10 @@ from optimizer.space.variant import Format, SearchSpace, StepChoice, Variant
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+# Stop after this many consecutive proposals of already-evaluated variants: the sampler has converged, and
+# such trials are free (cached), so a call or cost budget alone would never end the search.
+MAX_REPEATS_IN_A_ROW = 10
+
 
 class Budget(BaseModel):
     """Limits on the whole compile (candidates, bootstrapping, proposals, evaluation); None = no limit."""
@@ -65,6 +69,7 @@ class _Session:
         self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
         self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
         self.prior = Spent(**study.user_attrs.get("spent", {}))
+        self.repeats = 0
         self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
 
     def spent(self) -> Spent:
@@ -138,6 +143,10 @@ class _Session:
         try:
             chosen = {name: trial.suggest_categorical(name, options) for name, options in param_choices(space).items()}
             variant = variant_from_params(space, chosen)
+            seen = {t.user_attrs.get("variant_key") for t in self.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,))}
+            self.repeats = self.repeats + 1 if variant.key() in seen else 0
+            trial.set_user_attr("variant_key", variant.key())
             record = self.evaluate(variant, space, self.minibatch, "minibatch", trial.number,
                                    trial.user_attrs.get("label"))
         except BudgetExhausted:
@@ -153,7 +162,7 @@ class _Session:
         self.study.tell(trial, [s[OBJECTIVES[o][0]] for o in self.objectives])
         self._promote(record, space)
         self._save_spent()
-        return True
+        return self.repeats < MAX_REPEATS_IN_A_ROW
 
     def search(self, space: SearchSpace) -> None:
         if not self.study.trials:
