@@ -54,3 +54,15 @@ def test_litellm_model_string_joins_the_pool_and_outputs_validate(llama_server, 
     assert summary["validity_rate"] == 1.0 and summary["lm_calls"] == 10
     assert all(r.prediction["sentiment"] in {"negative", "positive"} for r in ev.results)
     assert summary["input_tokens"] > 0 and all(not c.cached for c in ev.calls)
+
+
+@pytest.mark.parametrize("flat", [True, False])
+def test_schema_goes_on_the_wire_in_each_servers_dialect(flat):
+    from optimizer.models.api import _dialect
+
+    schema = {"type": "object", "properties": {"label": {"enum": ["a", "b"]}}}
+    body = {"name": "Out", "schema": schema, "strict": True}
+    given = {"type": "json_schema", **body} if flat else {"type": "json_schema", "json_schema": body}
+    assert _dialect(given, "json_object") == {"type": "json_object", "schema": schema}
+    assert _dialect(given, "json_schema") == {"type": "json_schema", "json_schema": body}
+    assert _dialect({"type": "text"}, "json_object") == {"type": "text"}

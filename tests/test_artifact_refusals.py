@@ -167,8 +167,11 @@ def test_save_refuses_a_program_missing_steps_or_models(tmp_path):
 def test_a_modelspec_cannot_carry_a_key_or_credentials_in_its_url():
     with pytest.raises(ValidationError):
         ModelSpec(name="openai/gpt-4o-mini", provider="litellm", api_key="sk-123")  # type: ignore[call-arg]
-    with pytest.raises(ValidationError):
-        ModelSpec(name="openai/gpt-4o-mini", provider="litellm", api_base="https://me:pw@api.example.com/v1")
+    for base in ("https://me:pw@api.example.com/v1", "https://api.example.com/v1?token=abc",
+                 "https://api.example.com/v1#sk-abc"):
+        with pytest.raises(ValidationError, match="api_base must not carry"):
+            ModelSpec(name="openai/gpt-4o-mini", provider="litellm", api_base=base)
+    assert ModelSpec(name="openai/m", provider="litellm", api_base="http://127.0.0.1:8000/v1").api_base
 
 
 @pytest.mark.parametrize("base", ["https://api.example.com/v1?token=abc123", "https://me:pw@api.example.com/v1"])

@@ -173,9 +173,6 @@ def test_api_engine_gets_messages_and_a_json_schema_and_the_reply_parses_as_json
     assert pred.sentiment == "negative" and [r.valid for r in ledger.records] == [True]
 
 
-@pytest.mark.xfail(strict=True, reason="optimizer/models/api.py _dialect reads the schema under "
-                   "response_format['json_schema'], but DSPy's lm15 Request flattens it to the top level: the "
-                   "server gets schema {} and SmolLM2 answers labels outside the Literal")
 def test_api_model_over_http_answers_json_that_parses(llama_server, monkeypatch):  # noqa: F811
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-secret")
     pool = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")

@@ -19,11 +19,19 @@ TIMEOUT_S = 120
 
 
 def _dialect(response_format: dict[str, Any], style: str) -> dict[str, Any]:
-    """Rewrite OpenAI's ``json_schema`` response format into the server's dialect."""
-    if style == "json_object" and response_format.get("type") == "json_schema":
-        body = response_format.get("json_schema", {})
-        return {"type": "json_object", "schema": body.get("schema", body)}
-    return response_format
+    """Put a ``json_schema`` response format on the wire in the server's dialect. DSPy's request carries it
+    flat (``{"type": "json_schema", "schema": ..., "name": ...}``); OpenAI wants it nested under
+    ``json_schema``, llama.cpp's server as ``{"type": "json_object", "schema": ...}``."""
+    if response_format.get("type") != "json_schema":
+        return response_format
+    body = response_format.get("json_schema", response_format)
+    schema = body.get("schema", {})
+    if style == "json_object":
+        return {"type": "json_object", "schema": schema}
+    nested = {"name": body.get("name", "output"), "schema": schema}
+    if "strict" in body:
+        nested["strict"] = body["strict"]
+    return {"type": "json_schema", "json_schema": nested}
 
 
 class ApiEngine:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -38,8 +39,11 @@ class ModelSpec(BaseModel):
     @field_validator("api_base")
     @classmethod
     def _no_credentials_in_url(cls, value: str | None) -> str | None:
-        if value and ("@" in value.split("//", 1)[-1].split("/", 1)[0] or "key=" in value.lower()):
-            raise ValueError("api_base must not carry credentials; set the provider's key in the environment")
+        if value:
+            url = urlsplit(value)
+            if url.username or url.password or url.query or url.fragment:
+                raise ValueError("api_base must not carry user info, a query or a fragment (where credentials "
+                                 "hide); set the provider's key in the environment")
         return value
 
     def prices(self) -> tuple[float | None, float | None]:
