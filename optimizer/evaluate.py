@@ -7,8 +7,10 @@ cost per example, latency p50/p95, validity rate, LM calls, tokens).
 
 from __future__ import annotations
 
+import contextvars
 import json
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -141,18 +143,31 @@ def prefix_order(examples: Sequence[dspy.Example]) -> list[int]:
 
 
 def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Callable, *,
-             lm: dspy.LM | None = None, adapter: dspy.Adapter | None = None,
+             lm: dspy.LM | None = None, adapter: dspy.Adapter | None = None, threads: int = 1,
              description: str = "evaluating", show_progress: bool = True) -> Evaluation:
     """Evaluate ``program`` on ``examples``; ``lm``/``adapter`` are defaults for steps without their own.
 
-    Calls are ordered to reuse the model's KV prefix; results come back in the input order."""
+    Calls are ordered to reuse the model's KV prefix; results come back in the input order. ``threads`` > 1
+    runs examples concurrently: for API models only (a local llama.cpp instance serves one call at a time)."""
     steps = {id(p): name for name, p in program.named_predictors()}
     results: list[ExampleResult | None] = [None] * len(examples)
     overrides: dict[str, Any] = {"adapter": adapter or dspy.JSONAdapter()}
     if lm is not None:
         overrides["lm"] = lm
     with dspy.context(**overrides), progress_bar(description, len(examples), show_progress) as advance:
-        for i in prefix_order(examples):
-            results[i] = run_example(program, examples[i], metric, i, steps)
-            advance()
+        if threads <= 1:
+            for i in prefix_order(examples):
+                results[i] = run_example(program, examples[i], metric, i, steps)
+                advance()
+        else:
+            with ThreadPoolExecutor(threads, thread_name_prefix="progopt-eval") as pool:
+                futures = {pool.submit(contextvars.copy_context().run, run_example, program, examples[i], metric, i,
+                                       steps): i for i in prefix_order(examples)}
+                try:
+                    for future in as_completed(futures):
+                        results[futures[future]] = future.result()
+                        advance()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
     return Evaluation([r for r in results if r is not None])

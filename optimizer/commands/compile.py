@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
         max_cost_per_example=args.max_cost, max_p95_latency_s=args.max_p95, formats=args.formats,
         strategies=args.strategies, proposer=None if args.proposer == "none" else args.proposer,
         teacher=None if args.teacher == "none" else args.teacher, minibatch=args.minibatch,
-        program_ref=args.program, observer=observer)
+        program_ref=args.program, observer=observer, num_threads=args.num_threads)
     print_report(result)
     png = plot_front(result, out.with_suffix(".front.png"))
     result_path = out.with_suffix(".result.json")

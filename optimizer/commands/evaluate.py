@@ -17,6 +17,8 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", nargs="+", help="model names (default: the embedded local pool)")
     p.add_argument("--api-base", help="API base URL for non-local models")
     p.add_argument("--limit", type=int, help="use the first N examples")
+    p.add_argument("--num-threads", type=int, default=8,
+                   help="concurrent examples on API models (default 8; local models run one call at a time)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -28,7 +30,9 @@ def run(args: argparse.Namespace) -> int:
     examples = task.load(args.data or args.split, args.limit)
     summaries = {}
     for name in task.pool.names:
-        ev = evaluate(task.program_class(), examples, task.metric, lm=task.pool.lm(name), description=name)
+        threads = args.num_threads if task.pool[name].provider != "local" else 1
+        ev = evaluate(task.program_class(), examples, task.metric, lm=task.pool.lm(name), threads=threads,
+                      description=name)
         summaries[name] = ev.summary()
     print_table(evaluation_table(f"{args.program} on {len(examples)} examples", summaries))
     if args.json:

@@ -54,12 +54,19 @@ def rewrites(signature: type[dspy.Signature]) -> dict[str, str]:
     return out
 
 
-def is_usable(text: str, *, original: str, train_texts: Sequence[str]) -> bool:
-    """Reject empty, degenerate, template-copying and label-leaking instruction proposals."""
+def is_usable(text: str, *, original: str, train_texts: Sequence[str], labels: Sequence[str] = ()) -> bool:
+    """Reject empty, degenerate, template-copying and label-leaking instruction proposals.
+
+    Template-copying: the proposal talks about instructions (it echoes the proposal prompt) or repeats the
+    original. Label-leaking: it copies a training input, or names some but not all of an output's labels
+    (which biases the model towards those labels)."""
     words = re.findall(r"[a-z']+", text.lower())
     if len(words) < 5 or len(set(words)) / len(words) < MIN_DISTINCT_WORD_RATIO:
         return False
-    if "proposed_instruction" in text or text.strip() == original.strip():
+    if "instruction" in text.lower() or text.strip() == original.strip():
+        return False
+    named = [label for label in labels if re.search(rf"(?<![\w:]){re.escape(label)}(?![\w:])", text, re.IGNORECASE)]
+    if named and len(named) < len(labels):
         return False
     lowered = text.lower()
     return not any(len(t) >= 20 and t.lower()[:40] in lowered for t in train_texts)
@@ -82,6 +89,7 @@ def propose(signature: type[dspy.Signature], trainset: Sequence[dspy.Example], l
     full stop; one cut off by max_tokens (no final full stop) is discarded."""
     rng = random.Random(seed)
     train_texts = [str(ex.get(k)) for ex in trainset for k in signature.input_fields if ex.get(k)]
+    labels = [label for field in signature.output_fields.values() for label in _labels(field) or ()]
     found: list[str] = []
     for i in range(n):
         shown = rng.sample(list(trainset), min(4, len(trainset)))
@@ -93,7 +101,8 @@ def propose(signature: type[dspy.Signature], trainset: Sequence[dspy.Example], l
         except Exception:  # noqa: BLE001 - a failed proposal is simply not a candidate
             continue
         text = text.strip()
-        usable = text.endswith(".") and is_usable(text, original=signature.instructions, train_texts=train_texts)
+        usable = text.endswith(".") and is_usable(text, original=signature.instructions, train_texts=train_texts,
+                                                  labels=labels)
         if usable and text not in found:
             found.append(text)
     return found

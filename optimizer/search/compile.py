@@ -62,12 +62,13 @@ class _Session:
                  metric: Callable, pool: ModelPool, objectives: Sequence[str], budget: Budget, seed: int,
                  study: optuna.Study, strategy: str, minibatch: int, promote_fraction: float,
                  max_cost: float | None, max_p95: float | None, observer: CompileObserver | None,
-                 show_progress: bool):
+                 num_threads: int, show_progress: bool):
         self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
         self.objectives, self.budget, self.seed, self.study = list(objectives), budget, seed, study
         self.strategy = make_strategy(strategy)
         self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
         self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
+        self.num_threads = num_threads
         self.prior = Spent(**study.user_attrs.get("spent", {}))
         self.repeats = 0
         self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
@@ -99,7 +100,9 @@ class _Session:
                  number: int, label: str | None) -> TrialRecord:
         steps = space.resolve(variant)
         runnable = build_program(self.program, steps, self.pool.lm)
-        summary = evaluate(runnable, data, self.metric, show_progress=False).summary()
+        api_only = all(self.pool[s.model].provider != "local" for s in steps.values())
+        summary = evaluate(runnable, data, self.metric, threads=self.num_threads if api_only else 1,
+                           show_progress=False).summary()
         record = TrialRecord(number=number, variant_key=variant.key(), variant=variant, steps=steps, stage=stage,
                              examples=len(data), summary=summary, label=label)
         if self.observer is not None:
@@ -190,7 +193,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             formats: Sequence[Format] = ("json",), strategies: Sequence[str] = ("direct",),
             proposer: str | None = "first", teacher: str | None = "first", minibatch: int = 16,
             promote_fraction: float = 1 / 3, program_ref: str | None = None, observer: CompileObserver | None = None,
-            show_progress: bool = True) -> CompileResult:
+            num_threads: int = 8, show_progress: bool = True) -> CompileResult:
     """Search each step's instruction, demos, model, strategy and format; return every evaluated variant,
     the validation Pareto front over ``objectives`` and the chosen variant (highest validation quality
     within ``max_cost_per_example`` / ``max_p95_latency_s``). The input program is never mutated.
@@ -198,7 +201,9 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///study.db`` or PostgreSQL) makes the compile
     resumable: run it again with the same storage and study name and it continues where it stopped.
     ``proposer``/``teacher``: pool members that propose instructions and bootstrap demos ("first" is the
-    first pool model, None disables). The test split, if given, is used only for the final report."""
+    first pool model, None disables). ``num_threads``: examples evaluated concurrently for a variant whose
+    every step runs on an API model (local models serve one call at a time, in KV-prefix order).
+    The test split, if given, is used only for the final report."""
     pool = models if isinstance(models, ModelPool) else (
         ModelPool.from_names(models) if models else ModelPool.default())
     unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -216,7 +221,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     session = _Session(program, trainset=trainset, valset=valset, metric=metric, pool=pool, objectives=objectives,
                        budget=budget, seed=seed, study=study, strategy=strategy, minibatch=minibatch,
                        promote_fraction=promote_fraction, max_cost=max_cost_per_example,
-                       max_p95=max_p95_latency_s, observer=observer, show_progress=show_progress)
+                       max_p95=max_p95_latency_s, observer=observer, num_threads=num_threads,
+                       show_progress=show_progress)
     run_id = observer.start(study_name=name, program=ref, seed=seed, budget=budget.model_dump(),
                             datasets=datasets) if observer else None
     METER.listeners.append(session._save_spent)
