@@ -7,7 +7,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 
 import dspy
 import numpy as np
@@ -32,6 +34,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 # Stop after this many consecutive proposals of already-evaluated variants: the sampler has converged, and
 # such trials are free (cached), so a call or cost budget alone would never end the search.
 MAX_REPEATS_IN_A_ROW = 10
+SPENT_PREFIX = "spent:"  # study user attribute per worker process: {"calls", "cost", "seconds"}
 
 
 class Budget(BaseModel):
@@ -69,22 +72,47 @@ class _Session:
         self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
         self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
         self.num_threads = num_threads
-        self.prior = Spent(**study.user_attrs.get("spent", {}))
         self.repeats = 0
+        self._key = f"{SPENT_PREFIX}{uuid.uuid4().hex[:12]}"  # this process's spending, one key per worker
         self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
 
+    def _own(self) -> Spent:
+        return Spent(calls=METER.calls - self._m0, cost=METER.cost - self._c0, seconds=time.monotonic() - self._t0)
+
+    def _others(self) -> Spent:
+        """What earlier runs and concurrent workers of this study spent (read from the storage)."""
+        rows = [Spent(**v) for k, v in self.study.user_attrs.items() if k.startswith(SPENT_PREFIX) and k != self._key]
+        return Spent(calls=sum(r.calls for r in rows), cost=sum(r.cost for r in rows),
+                     seconds=sum(r.seconds for r in rows))
+
     def spent(self) -> Spent:
-        return Spent(calls=self.prior.calls + METER.calls - self._m0, cost=self.prior.cost + METER.cost - self._c0,
-                     seconds=self.prior.seconds + time.monotonic() - self._t0)
+        """The whole study's spending: every run and worker (seconds are summed over workers)."""
+        own, others = self._own(), self._others()
+        return Spent(calls=own.calls + others.calls, cost=own.cost + others.cost, seconds=own.seconds + others.seconds)
 
     def _save_spent(self) -> None:
-        self.study.set_user_attr("spent", self.spent().model_dump())
+        """Persist this worker's spending (before each call) and shrink its limits by what other workers spent
+        meanwhile, so the budget holds for the study as a whole."""
+        self.study.set_user_attr(self._key, self._own().model_dump())
+        if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
+            METER.max_calls, METER.max_cost, METER.deadline = self._limits()
 
-    def _remaining(self) -> dict[str, float | None]:
-        b, p = self.budget, self.prior
-        return {"calls": None if b.calls is None else max(b.calls - p.calls, 0),
-                "cost": None if b.cost is None else max(b.cost - p.cost, 0.0),
-                "seconds": None if b.seconds is None else max(b.seconds - p.seconds, 0.0)}
+    def _limits(self) -> tuple[int | None, float | None, float | None]:
+        """The meter's (max calls, max cost, deadline) for this worker given what the others spent."""
+        b, others = self.budget, self._others()
+        return (None if b.calls is None else self._m0 + max(b.calls - others.calls, 0),
+                None if b.cost is None else self._c0 + max(b.cost - others.cost, 0.0),
+                None if b.seconds is None else self._t0 + max(b.seconds - others.seconds, 0.0))
+
+    @contextmanager
+    def limited(self) -> Iterator[None]:
+        """The block runs under the study's remaining budget."""
+        saved = (METER.max_calls, METER.max_cost, METER.deadline)
+        METER.max_calls, METER.max_cost, METER.deadline = self._limits()
+        try:
+            yield
+        finally:
+            METER.max_calls, METER.max_cost, METER.deadline = saved
 
     def space(self, build: Callable[[], SearchSpace]) -> SearchSpace:
         """The study's stored space, or a newly built one stored with it (so a resume searches the same)."""
@@ -228,7 +256,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     METER.listeners.append(session._save_spent)
     try:
         session.recover()
-        with METER.limit(**session._remaining()):
+        with session.limited():
             try:
                 space = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
