@@ -73,6 +73,8 @@ class _Session:
         self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
         self.num_threads = num_threads
         self.repeats = 0
+        self.advance: Callable[..., None] = lambda **_: None  # the progress bar, once compile() opens one
+        self.status = "building candidates (instructions, demos)"
         self._key = f"{SPENT_PREFIX}{uuid.uuid4().hex[:12]}"  # this process's spending, one key per worker
         self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
 
@@ -91,15 +93,18 @@ class _Session:
         return Spent(calls=own.calls + others.calls, cost=own.cost + others.cost, seconds=own.seconds + others.seconds)
 
     def _save_spent(self) -> None:
-        """Persist this worker's spending (before each call) and shrink its limits by what other workers spent
-        meanwhile, so the budget holds for the study as a whole."""
-        self.study.set_user_attr(self._key, self._own().model_dump())
+        """Persist this worker's spending (before each call), shrink its limits by what other workers spent
+        meanwhile (so the budget holds for the study as a whole) and update the progress bar."""
+        own = self._own()
+        self.study.set_user_attr(self._key, own.model_dump())
+        others = self._others()
         if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
-            METER.max_calls, METER.max_cost, METER.deadline = self._limits()
+            METER.max_calls, METER.max_cost, METER.deadline = self._limits(others)
+        self.advance(completed=own.calls + others.calls, status=self.status)
 
-    def _limits(self) -> tuple[int | None, float | None, float | None]:
+    def _limits(self, others: Spent | None = None) -> tuple[int | None, float | None, float | None]:
         """The meter's (max calls, max cost, deadline) for this worker given what the others spent."""
-        b, others = self.budget, self._others()
+        b, others = self.budget, others or self._others()
         return (None if b.calls is None else self._m0 + max(b.calls - others.calls, 0),
                 None if b.cost is None else self._c0 + max(b.cost - others.cost, 0.0),
                 None if b.seconds is None else self._t0 + max(b.seconds - others.seconds, 0.0))
@@ -200,16 +205,16 @@ class _Session:
             for model in space.models:
                 self.study.enqueue_trial(params_of(baseline_variant(space, model)),
                                          user_attrs={"label": f"baseline {model}"})
-        with progress_bar("compiling (LM calls)", self.budget.calls or 0, self.show_progress) as advance:
-            try:
-                while (self.budget.trials is None or len(self.study.trials) < self.budget.trials) and \
-                        self._trial(space):
-                    spent = self.spent()
-                    best = max((r.summary["score"] for r in self.full_records().values()), default=0.0)
-                    advance(completed=spent.calls, status=f"trials {len(self.study.trials)} | best val {best:.3f}"
-                                                          f" | US${spent.cost:.5f} | {spent.seconds:.0f}s")
-            except BudgetExhausted:
-                pass
+        self.status = "trials 0"
+        try:
+            while (self.budget.trials is None or len(self.study.trials) < self.budget.trials) and self._trial(space):
+                spent = self.spent()
+                best = max((r.summary["score"] for r in self.full_records().values()), default=0.0)
+                self.status = (f"trials {len(self.study.trials)} | best val {best:.3f} | US${spent.cost:.5f} | "
+                               f"{spent.seconds:.0f}s")
+                self.advance(completed=spent.calls, status=self.status)
+        except BudgetExhausted:
+            pass
         self._save_spent()
 
 
@@ -256,7 +261,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     METER.listeners.append(session._save_spent)
     try:
         session.recover()
-        with session.limited():
+        with session.limited(), progress_bar("compiling (LM calls)", budget.calls or 0, show_progress) as advance:
+            session.advance = advance
             try:
                 space = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
@@ -264,6 +270,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
             session.search(space)
+        session.advance = lambda **_: None  # the bar is closed
         result = _result(session, space, ref, datasets, testset, run_id)
     except BaseException as exc:
         if observer is not None:
