@@ -38,3 +38,15 @@ def test_search_ends_when_the_sampler_only_repeats_cached_variants(exhaustive):
     # no trial or call limit: every variant is cached after the exhaustive run, so only convergence ends it
     result = run(replay_pool(), "random", trials=None)
     assert 18 <= len([t for t in result.trials if t.stage == "minibatch"]) < 200
+
+
+def test_a_result_saves_itself_as_an_artifact_also_after_a_json_round_trip(exhaustive, tmp_path):
+    from optimizer.artifact import read_artifact
+    from optimizer.search.records import CompileResult
+
+    reloaded = CompileResult.model_validate_json(exhaustive.model_dump_json())
+    assert set(reloaded.models) == {"local/smollm2-135m", "local/gemma3-270m"}
+    doc = read_artifact(reloaded.save(tmp_path / "chosen.json"))
+    steps = exhaustive.chosen_steps()
+    assert doc["steps"]["classify"]["model"]["name"] == steps["classify"].model
+    assert doc["steps"]["classify"]["signature"]["instructions"] == steps["classify"].instruction

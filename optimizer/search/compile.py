@@ -315,4 +315,4 @@ def _result(session: _Session, space: SearchSpace, ref: str, datasets: dict[str,
                          budget=session.budget.model_dump(), spent=spent.model_dump(), space=space,
                          datasets=datasets, trials=trials, baselines=baselines,
                          front=[r.variant_key for r in front], chosen=chosen.variant_key, test=test,
-                         tracking_run_id=run_id)
+                         tracking_run_id=run_id, models=dict(session.pool.specs))

@@ -5,11 +5,16 @@ report into tables and plots. Nothing here runs a model."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from optimizer.models.spec import ModelSpec
 from optimizer.space.variant import SearchSpace, StepConfig, Variant
+
+if TYPE_CHECKING:
+    import dspy
 
 Stage = Literal["baseline", "minibatch", "full", "test"]
 
@@ -50,6 +55,17 @@ class CompileResult(BaseModel):
     chosen: str = Field(description="variant key chosen under the user's preference")
     test: list[TrialRecord] = Field(default_factory=list, description="front + baselines on the test split")
     tracking_run_id: str | None = None
+    models: dict[str, ModelSpec] = Field(default_factory=dict, description="the searched pool, by model name")
+
+    def save(self, path: str | Path, *, program: dspy.Module | None = None) -> Path:
+        """Write the chosen variant as a JSON artifact (:func:`optimizer.artifact.save_result`); ``program``
+        defaults to a fresh instance of the compiled program's class."""
+        from optimizer.artifact import save_result
+        from optimizer.models import ModelPool
+        from optimizer.refs import resolve
+
+        pool = ModelPool(self.models.values()) if self.models else ModelPool.default()
+        return save_result(self, path, program=program or resolve(self.program)(), pool=pool)
 
     def best_full(self) -> dict[str, TrialRecord]:
         """The full-validation record of each variant that has one (latest wins)."""
