@@ -1,0 +1,210 @@
+"""One run of a (possibly resumed, possibly one of several workers') compile against an Optuna study:
+the budget shared through the study, the trial loop, successive-halving promotion and crash recovery."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+import dspy
+import numpy as np
+import optuna
+from optuna.trial import TrialState
+from pydantic import BaseModel
+
+from optimizer.accounting import METER, BudgetExhausted
+from optimizer.evaluate import evaluate
+from optimizer.models import ModelPool
+from optimizer.results import OBJECTIVES, feasible
+from optimizer.search.records import CompileObserver, Stage, TrialRecord
+from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
+from optimizer.space.build import build_program
+from optimizer.space.variant import SearchSpace, StepChoice, Variant
+
+# Stop after this many consecutive proposals of already-evaluated variants: the sampler has converged, and
+# such trials are free (cached), so a call or cost budget alone would never end the search.
+MAX_REPEATS_IN_A_ROW = 10
+SPENT_PREFIX = "spent:"  # study user attribute per worker process: {"calls", "cost", "seconds"}
+
+
+class Budget(BaseModel):
+    """Limits on the whole compile (candidates, bootstrapping, proposals, evaluation); None = no limit."""
+
+    calls: int | None = None
+    cost: float | None = None
+    seconds: float | None = None
+    trials: int | None = None
+
+
+class Spent(BaseModel):
+    calls: int = 0
+    cost: float = 0.0
+    seconds: float = 0.0
+
+
+def baseline_variant(space: SearchSpace, model: str) -> Variant:
+    fmt = "json" if "json" in space.formats else space.formats[0]
+    return Variant(steps={s: StepChoice(instruction="original", demos="zero", model=model,
+                                        strategy=space.strategies[0], format=fmt) for s in space.steps})
+
+
+class Session:
+    """One run of a (possibly resumed) compile against one Optuna study."""
+
+    def __init__(self, program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
+                 metric: Callable, pool: ModelPool, objectives: Sequence[str], budget: Budget, seed: int,
+                 study: optuna.Study, strategy: str, minibatch: int, promote_fraction: float,
+                 max_cost: float | None, max_p95: float | None, observer: CompileObserver | None,
+                 num_threads: int, show_progress: bool):
+        self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
+        self.objectives, self.budget, self.seed, self.study = list(objectives), budget, seed, study
+        self.strategy = make_strategy(strategy)
+        self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
+        self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
+        self.num_threads = num_threads
+        self.repeats = 0
+        self.advance: Callable[..., None] = lambda **_: None  # the progress bar, once compile() opens one
+        self.status = "building candidates (instructions, demos)"
+        self._key = f"{SPENT_PREFIX}{uuid.uuid4().hex[:12]}"  # this process's spending, one key per worker
+        self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
+
+    def _own(self) -> Spent:
+        return Spent(calls=METER.calls - self._m0, cost=METER.cost - self._c0, seconds=time.monotonic() - self._t0)
+
+    def _others(self) -> Spent:
+        """What earlier runs and concurrent workers of this study spent (read from the storage)."""
+        rows = [Spent(**v) for k, v in self.study.user_attrs.items() if k.startswith(SPENT_PREFIX) and k != self._key]
+        return Spent(calls=sum(r.calls for r in rows), cost=sum(r.cost for r in rows),
+                     seconds=sum(r.seconds for r in rows))
+
+    def spent(self) -> Spent:
+        """The whole study's spending: every run and worker (seconds are summed over workers)."""
+        own, others = self._own(), self._others()
+        return Spent(calls=own.calls + others.calls, cost=own.cost + others.cost, seconds=own.seconds + others.seconds)
+
+    def _save_spent(self) -> None:
+        """Persist this worker's spending (before each call), shrink its limits by what other workers spent
+        meanwhile (so the budget holds for the study as a whole) and update the progress bar."""
+        own = self._own()
+        self.study.set_user_attr(self._key, own.model_dump())
+        others = self._others()
+        if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
+            METER.max_calls, METER.max_cost, METER.deadline = self._limits(others)
+        self.advance(completed=own.calls + others.calls, status=self.status)
+
+    def _limits(self, others: Spent | None = None) -> tuple[int | None, float | None, float | None]:
+        """The meter's (max calls, max cost, deadline) for this worker given what the others spent."""
+        b, others = self.budget, others or self._others()
+        return (None if b.calls is None else self._m0 + max(b.calls - others.calls, 0),
+                None if b.cost is None else self._c0 + max(b.cost - others.cost, 0.0),
+                None if b.seconds is None else self._t0 + max(b.seconds - others.seconds, 0.0))
+
+    @contextmanager
+    def limited(self) -> Iterator[None]:
+        """The block runs under the study's remaining budget."""
+        saved = (METER.max_calls, METER.max_cost, METER.deadline)
+        METER.max_calls, METER.max_cost, METER.deadline = self._limits()
+        try:
+            yield
+        finally:
+            METER.max_calls, METER.max_cost, METER.deadline = saved
+
+    def space(self, build: Callable[[], SearchSpace]) -> SearchSpace:
+        """The study's stored space, or a newly built one stored with it (so a resume searches the same)."""
+        stored = self.study.user_attrs.get("space")
+        if stored is not None:
+            return SearchSpace.model_validate_json(stored)
+        space = build()
+        self.study.set_user_attr("space", space.model_dump_json())
+        self._save_spent()
+        return space
+
+    def evaluate(self, variant: Variant, space: SearchSpace, data: Sequence[dspy.Example], stage: Stage,
+                 number: int, label: str | None) -> TrialRecord:
+        steps = space.resolve(variant)
+        runnable = build_program(self.program, steps, self.pool.lm)
+        api_only = all(self.pool[s.model].provider != "local" for s in steps.values())
+        summary = evaluate(runnable, data, self.metric, threads=self.num_threads if api_only else 1,
+                           show_progress=False).summary()
+        record = TrialRecord(number=number, variant_key=variant.key(), variant=variant, steps=steps, stage=stage,
+                             examples=len(data), summary=summary, label=label)
+        if self.observer is not None:
+            self.observer.log_trial(record)
+        return record
+
+    def recover(self) -> None:
+        """Trials left RUNNING by a killed process are failed and their variants queued again (their
+        finished LM calls are in the response cache, so nothing is paid twice)."""
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            self.study.tell(t.number, state=TrialState.FAIL)
+            if t.params:
+                self.study.enqueue_trial(t.params, user_attrs=dict(t.user_attrs))
+
+    def full_records(self) -> dict[str, TrialRecord]:
+        return {k[5:]: TrialRecord.model_validate_json(v) for k, v in self.study.user_attrs.items()
+                if k.startswith("full:")}
+
+    def _promote(self, record: TrialRecord, space: SearchSpace) -> None:
+        """Asynchronous successive halving: variants in the top fraction of minibatch scores so far (and
+        every baseline) are evaluated on the whole validation set, once."""
+        if f"full:{record.variant_key}" in self.study.user_attrs:
+            return
+        scores = [t.values[0] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        threshold = float(np.quantile(scores, 1 - self.promote_fraction)) if scores else 0.0
+        if record.label is None and (record.summary["score"] < threshold or
+                                     not feasible(record, self.max_cost, self.max_p95)):
+            return
+        full = self.evaluate(record.variant, space, self.valset, "full", record.number, record.label)
+        self.study.set_user_attr(f"full:{record.variant_key}", full.model_dump_json())
+
+    def _trial(self, space: SearchSpace) -> bool:
+        """Run one trial; False when the strategy has nothing left to propose."""
+        self.study.sampler = self.strategy.sampler(self.seed + len(self.study.trials), len(self.objectives) > 1)
+        params = self.strategy.next_params(self.study, space)
+        if params == DONE:
+            return False
+        if params is not None:
+            self.study.enqueue_trial(params)  # type: ignore[arg-type]
+        trial = self.study.ask()
+        try:
+            chosen = {name: trial.suggest_categorical(name, options) for name, options in param_choices(space).items()}
+            variant = variant_from_params(space, chosen)
+            seen = {t.user_attrs.get("variant_key") for t in self.study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE,))}
+            self.repeats = self.repeats + 1 if variant.key() in seen else 0
+            trial.set_user_attr("variant_key", variant.key())
+            record = self.evaluate(variant, space, self.minibatch, "minibatch", trial.number,
+                                   trial.user_attrs.get("label"))
+        except BudgetExhausted:
+            self.study.tell(trial, state=TrialState.FAIL)
+            raise
+        s = record.summary
+        trial.set_user_attr("record", record.model_dump_json())
+        if self.max_cost is not None:
+            trial.set_constraint("max_cost_per_example", s["cost_per_example"] - self.max_cost)
+        if self.max_p95 is not None:
+            trial.set_constraint("max_p95_latency_s", s["latency_p95_s"] - self.max_p95)
+        trial.set_user_attr("feasible", feasible(record, self.max_cost, self.max_p95))
+        self.study.tell(trial, [s[OBJECTIVES[o][0]] for o in self.objectives])
+        self._promote(record, space)
+        self._save_spent()
+        return self.repeats < MAX_REPEATS_IN_A_ROW
+
+    def search(self, space: SearchSpace) -> None:
+        if not self.study.trials:
+            for model in space.models:
+                self.study.enqueue_trial(params_of(baseline_variant(space, model)),
+                                         user_attrs={"label": f"baseline {model}"})
+        self.status = "trials 0"
+        try:
+            while (self.budget.trials is None or len(self.study.trials) < self.budget.trials) and self._trial(space):
+                spent = self.spent()
+                best = max((r.summary["score"] for r in self.full_records().values()), default=0.0)
+                self.status = (f"trials {len(self.study.trials)} | best val {best:.3f} | US${spent.cost:.5f} | "
+                               f"{spent.seconds:.0f}s")
+                self.advance(completed=spent.calls, status=self.status)
+        except BudgetExhausted:
+            pass
+        self._save_spent()
