@@ -1,6 +1,6 @@
 """Benchmark the prompt format as a knob: accuracy (95% bootstrap CI), validity and seconds per example
-of "json" (DSPy's JSONAdapter, JSON-Schema constrained), "chat" (DSPy's ChatAdapter, unconstrained, with
-its JSON fallback) and "compact" (progopt's CompactAdapter, regex constrained) on both local models,
+of "json" (DSPy's JSONAdapter, JSON-Schema constrained), "chat" (DSPy's ChatAdapter prompt, its reply
+regex-constrained) and "compact" (progopt's CompactAdapter, regex constrained) on both local models,
 SST-2, AG News and TREC coarse, zero-shot and 4-shot (label-balanced demos from train, fixed seed).
 For a model with a chat template (SmolLM2) "compact-raw" also measures the compact prompt sent as raw
 completion text instead of as the user turn of the template.
@@ -141,7 +141,7 @@ def markdown(report: dict[str, Any]) -> str:
              "upper bounds)  ",
              f"Test examples per cell: {report['limit'] or 'all (300)'}; demos: label-balanced from train, "
              f"seed {DEMO_SEED}; accuracy in % with 95% bootstrap CI. Validity: examples whose every call "
-             "parsed (for chat, a failed first parse counts even when DSPy's JSON fallback then parsed). "
+             "parsed on the first call (a JSON fallback call would not count). "
              "s/ex: model time per example, Outlines processor builds included.", "",
              "## Accuracy by format", "", f"| task | shots | model | {' | '.join(formats)} |",
              "|---|---|---|" + "---|" * len(formats)]

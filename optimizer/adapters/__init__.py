@@ -1,6 +1,8 @@
-"""Prompt formats beyond DSPy's own. Importing this package registers ``CompactAdapter`` as the
-"compact" format of :func:`optimizer.space.build.make_adapter`."""
+"""Prompt formats beyond DSPy's own. Importing this package registers ``CompactAdapter`` as the "compact"
+format and ``ChatFormatAdapter`` (DSPy's ChatAdapter, constrained on local models) as the "chat" format of
+:func:`optimizer.space.build.make_adapter`."""
 
+from optimizer.adapters.chat import ChatFormatAdapter
 from optimizer.adapters.compact import CompactAdapter
 
-__all__ = ["CompactAdapter"]
+__all__ = ["ChatFormatAdapter", "CompactAdapter"]

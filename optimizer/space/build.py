@@ -19,13 +19,13 @@ from optimizer.space.variant import StepConfig
 REASONING_FIELD = "reasoning"
 REASONING_DESC = "Think step by step, briefly, before giving the answer."
 
-# format name -> adapter factory; the compact adapter registers itself when its module is imported
-ADAPTERS: dict[str, Callable[[], dspy.Adapter]] = {"json": dspy.JSONAdapter, "chat": dspy.ChatAdapter}
+# format name -> adapter factory; "chat" and "compact" register themselves when optimizer.adapters is imported
+ADAPTERS: dict[str, Callable[[], dspy.Adapter]] = {"json": dspy.JSONAdapter}
 
 
 def make_adapter(fmt: str) -> dspy.Adapter:
-    if fmt == "compact" and "compact" not in ADAPTERS:
-        import optimizer.adapters.compact  # noqa: F401  (registers "compact")
+    if fmt not in ADAPTERS:
+        import optimizer.adapters  # noqa: F401  (registers "chat" and "compact")
     try:
         return ADAPTERS[fmt]()
     except KeyError:
