@@ -90,7 +90,7 @@ def plot_front(result: CompileResult, path: str | Path) -> Path:
     ax.set_xlabel("cost per example (US$)")
     ax.set_ylabel("validation score")
     ax.set_title(f"{result.program}: quality vs cost")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="best", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
