@@ -63,7 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--objectives", nargs="+", default=["quality", "cost"], choices=["quality", "cost", "latency"])
     p.add_argument("--max-cost", type=float, help="max US$ per example for the chosen variant")
     p.add_argument("--max-p95", type=float, help="max p95 latency (s) per example for the chosen variant")
-    p.add_argument("--formats", nargs="+", default=["json"], choices=["json", "chat", "compact"])
+    p.add_argument("--formats", nargs="+", default=["json", "compact"], choices=["json", "chat", "compact"],
+                   help="prompt formats to search per step (default: json compact)")
     p.add_argument("--strategies", nargs="+", default=["direct"], help="direct, cot, scK (self-consistency)")
     p.add_argument("--proposer", default="first", help="pool model proposing instructions ('none' to skip)")
     p.add_argument("--teacher", default="first", help="pool model bootstrapping demos ('none' to skip)")
