@@ -3,6 +3,8 @@ the budget shared through the study, the trial loop, successive-halving promotio
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -26,7 +28,8 @@ from optimizer.space.variant import SearchSpace, StepChoice, Variant
 # Stop after this many consecutive proposals of already-evaluated variants: the sampler has converged, and
 # such trials are free (cached), so a call or cost budget alone would never end the search.
 MAX_REPEATS_IN_A_ROW = 10
-SPENT_PREFIX = "spent:"  # study user attribute per worker process: {"calls", "cost", "seconds"}
+SPENT_PREFIX = "spent:"  # study user attribute per worker: calls, cost, seconds, host, pid, updated
+STALE_WORKER_S = 300  # a worker on another host that has not recorded a call for this long is gone
 
 
 class Budget(BaseModel):
@@ -88,7 +91,8 @@ class Session:
         """Persist this worker's spending (before each call), shrink its limits by what other workers spent
         meanwhile (so the budget holds for the study as a whole) and update the progress bar."""
         own = self._own()
-        self.study.set_user_attr(self._key, own.model_dump())
+        self.study.set_user_attr(self._key, {**own.model_dump(), "host": socket.gethostname(), "pid": os.getpid(),
+                                             "updated": time.time()})
         others = self._others()
         if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
             METER.max_calls, METER.max_cost, METER.deadline = self._limits(others)
@@ -134,10 +138,30 @@ class Session:
             self.observer.log_trial(record)
         return record
 
+    def _gone(self, worker: str | None) -> bool:
+        """Whether the worker that ran a trial is gone: an earlier session of this process, a dead process
+        on this host, or a worker elsewhere whose spending record is older than ``STALE_WORKER_S``."""
+        info = self.study.user_attrs.get(worker) if worker else None
+        if not info or "pid" not in info:
+            return True
+        if info["host"] != socket.gethostname():
+            return time.time() - info["updated"] > STALE_WORKER_S
+        if info["pid"] == os.getpid():
+            return worker != self._key
+        try:
+            os.kill(info["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            return False
+        return False
+
     def recover(self) -> None:
-        """Trials left RUNNING by a killed process are failed and their variants queued again (their
-        finished LM calls are in the response cache, so nothing is paid twice)."""
+        """Trials left RUNNING by a killed worker are failed and their variants queued again (their
+        finished LM calls are in the response cache, so nothing is paid twice). Live workers' trials stay."""
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not self._gone(t.user_attrs.get("worker")):
+                continue
             self.study.tell(t.number, state=TrialState.FAIL)
             if t.params:
                 self.study.enqueue_trial(t.params, user_attrs=dict(t.user_attrs))
@@ -168,6 +192,7 @@ class Session:
         if params is not None:
             self.study.enqueue_trial(params)  # type: ignore[arg-type]
         trial = self.study.ask()
+        trial.set_user_attr("worker", self._key)
         try:
             chosen = {name: trial.suggest_categorical(name, options) for name, options in param_choices(space).items()}
             variant = variant_from_params(space, chosen)
