@@ -14,9 +14,10 @@ _configured: Path | None = None
 
 
 def configure(cache: str | Path | None = None) -> Path:
-    """Put DSPy's disk cache under ``cache`` (default: progopt's cache dir); idempotent per directory."""
+    """Put DSPy's disk cache under ``cache``; idempotent per directory. Without ``cache``: the directory
+    already configured in this process, else progopt's cache dir (so an in-process CLI call keeps it)."""
     global _configured
-    target = Path(cache) if cache else cache_dir() / "dspy"
+    target = Path(cache) if cache else _configured or cache_dir() / "dspy"
     if _configured != target:
         target.mkdir(parents=True, exist_ok=True)
         dspy.configure_cache(enable_disk_cache=True, enable_memory_cache=True, disk_cache_dir=str(target))
