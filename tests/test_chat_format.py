@@ -3,10 +3,8 @@ the first call (no JSON fallback call) for every supported output type."""
 
 import re
 
-import dspy
 import pytest
 
-from optimizer.accounting import Ledger
 from optimizer.adapters import ChatFormatAdapter
 from optimizer.adapters.chat import reply_regex
 from optimizer.evaluate import evaluate
@@ -14,7 +12,7 @@ from optimizer.space.build import build_program, make_adapter
 from optimizer.space.variant import StepConfig
 from programs.sentiment import TASK as SST2
 from programs.sentiment import ClassifySentiment, Sentiment, metric
-from tests.test_compact_adapter import MODELS, QUERIES, ROUND_TRIP
+from tests.test_compact_adapter import MODELS, ROUND_TRIP, round_trip
 
 
 def test_reply_regex_accepts_chat_adapter_replies_and_nothing_else():
@@ -39,12 +37,4 @@ def test_sentiment_in_chat_format_parses_on_the_first_call(pool, model):
 @pytest.mark.parametrize(("annotation", "demos", "python_type"), ROUND_TRIP,
                          ids=["str", "int", "float", "bool", "literal", "list", "model", "optional"])
 def test_every_output_type_round_trips_in_chat_format(pool, model, annotation, demos, python_type):
-    sig = dspy.Signature({"topic": (str, dspy.InputField()), "answer": (annotation, dspy.OutputField())},
-                         "Answer about the topic.")
-    predict = dspy.Predict(sig)
-    predict.demos = [dspy.Example(topic=t, answer=a) for t, a in demos]
-    ledger = Ledger()
-    with dspy.context(lm=pool.lm(model), adapter=ChatFormatAdapter(), callbacks=[ledger]):
-        answers = [predict(topic=q).answer for q in QUERIES]
-    assert all(isinstance(a, python_type) for a in answers), answers
-    assert [r.valid for r in ledger.records] == [True] * len(QUERIES), [r.text for r in ledger.records]
+    round_trip(pool.lm(model), ChatFormatAdapter(), annotation, demos, python_type)

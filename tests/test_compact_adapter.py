@@ -206,16 +206,22 @@ ROUND_TRIP: list[tuple[Any, list[tuple[str, Any]], type | tuple[type, ...]]] = [
 QUERIES = ["tree", "five", "a tiny boat"]
 
 
-@pytest.mark.parametrize("model", MODELS)
-@pytest.mark.parametrize(("annotation", "demos", "python_type"), ROUND_TRIP,
-                         ids=["str", "int", "float", "bool", "literal", "list", "model", "optional"])
-def test_every_output_type_round_trips_on_the_local_models(pool, model, annotation, demos, python_type):
+def round_trip(lm: dspy.LM, adapter: dspy.Adapter, annotation: Any, demos: list[tuple[str, Any]],
+               python_type: type | tuple[type, ...]) -> None:
+    """Ask for an ``annotation``-typed answer with ``demos`` through ``adapter``: every call parses first time."""
     sig = dspy.Signature({"topic": (str, dspy.InputField()), "answer": (annotation, dspy.OutputField())},
                          "Answer about the topic.")
     predict = dspy.Predict(sig)
     predict.demos = [dspy.Example(topic=t, answer=a) for t, a in demos]
     ledger = Ledger()
-    with dspy.context(lm=pool.lm(model), adapter=CompactAdapter(), callbacks=[ledger]):
+    with dspy.context(lm=lm, adapter=adapter, callbacks=[ledger]):
         answers = [predict(topic=q).answer for q in QUERIES]
     assert all(isinstance(a, python_type) for a in answers), answers
     assert [r.valid for r in ledger.records] == [True] * len(QUERIES), [r.text for r in ledger.records]
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("annotation", "demos", "python_type"), ROUND_TRIP,
+                         ids=["str", "int", "float", "bool", "literal", "list", "model", "optional"])
+def test_every_output_type_round_trips_on_the_local_models(pool, model, annotation, demos, python_type):
+    round_trip(pool.lm(model), CompactAdapter(), annotation, demos, python_type)
