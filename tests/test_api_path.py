@@ -1,10 +1,8 @@
 """API models through LiteLLM over real HTTP: llama-cpp-python's OpenAI-compatible server on loopback."""
 
 import json
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 
 import pytest
@@ -13,34 +11,18 @@ from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
 from optimizer.models.files import smollm2_gguf
 from programs.sentiment import TASK, Sentiment, metric
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.servers import free_port, wait_until_ready
 
 
 @pytest.fixture(scope="module")
 def llama_server():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=2)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail("llama_cpp.server exited before it answered")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not answer within 120 s")
+    wait_until_ready(proc, lambda: urllib.request.urlopen(f"{url}/models", timeout=2), "llama_cpp.server")
     yield url
     proc.terminate()
     proc.wait(timeout=30)

@@ -2,27 +2,20 @@
 second run with the same storage continues the same study, and concurrent workers share one budget."""
 
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import optuna
 import pytest
 
 from tests.fixtures.search_case import replay_pool, run
+from tests.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(shutil.which("initdb") is None, reason="PostgreSQL server binaries not installed")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_nobody(*cmd: str) -> list[str]:
@@ -35,21 +28,13 @@ def postgres():
     # pytest's own tmp dirs sit under a 0700 directory
     root = Path(tempfile.mkdtemp(prefix="progopt-pg-"))
     root.chmod(0o777)
-    data, port = root / "data", _free_port()
+    data, port = root / "data", free_port()
     subprocess.run(_as_nobody("initdb", "-D", str(data), "-U", "progopt", "--auth=trust"), check=True,
                    capture_output=True)
     server = subprocess.Popen(_as_nobody("postgres", "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
                                          "-k", str(root)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"postgresql+psycopg://progopt@127.0.0.1:{port}/postgres"
-    for _ in range(100):
-        try:
-            optuna.storages.RDBStorage(url)
-            break
-        except Exception:  # noqa: BLE001 - not accepting connections yet
-            time.sleep(0.2)
-    else:
-        server.kill()
-        pytest.fail("PostgreSQL did not start")
+    wait_until_ready(server, lambda: optuna.storages.RDBStorage(url), "PostgreSQL", timeout_s=30)
     yield url
     server.terminate()
     server.wait(timeout=30)

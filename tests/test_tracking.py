@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +23,7 @@ from optimizer.search.compile import Budget, compile
 from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.tracking import MlflowTracker
 from programs.sentiment import TASK, Sentiment, metric
+from tests.servers import free_port, wait_until_ready
 
 pytestmark = pytest.mark.slow
 
@@ -59,32 +58,14 @@ def tiny_compile(tracker: MlflowTracker, storage: str | None = None) -> CompileR
                    program_ref=PROGRAM_REF, observer=tracker, show_progress=False)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=5):
-                return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(f"{url} did not answer in {timeout}s:\n{log.read_text()[-3000:]}")
-
-
 @contextmanager
 def serve(args: list[str], probe: str, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
     """Run a server process (ended by its own handle) until the block exits, once ``probe`` answers."""
     with log.open("wb") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
     try:
-        wait_http(probe, proc, log, timeout=300)
+        wait_until_ready(proc, lambda: urllib.request.urlopen(probe, timeout=5).close(),
+                         f"{Path(args[0]).name} {args[1]}", 300, log)
         yield
     finally:
         proc.terminate()
