@@ -26,12 +26,13 @@ __all__ = ["Budget", "CompileResult", "DataError", "Evaluation", "ModelPool", "M
            "save_result"]
 
 
-def load(path: str, *, strict_source: bool = False) -> Any:
-    """Load a compiled JSON artifact as a runnable program (validated, hash-checked, no pickle);
-    ``strict_source`` also refuses a program whose source changed since the compile."""
+def load(path: str, *, program: type | None = None, trust: Any = None) -> Any:
+    """Load a compiled JSON artifact as a runnable program (validated, hash-checked, no pickle). ``program``
+    is the class to configure (nothing imported); otherwise the artifact's reference is imported only from a
+    trusted root or an installed distribution (``trust``: an :class:`optimizer.artifact.TrustPolicy`)."""
     from optimizer.artifact import load_artifact
 
-    return load_artifact(path, strict_source=strict_source)
+    return load_artifact(path, program=program, trust=trust)
 
 
 def save_result(result: CompileResult, path: str, **kwargs: Any) -> Any:

@@ -10,7 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from optimizer.artifact import ArtifactIntegrityError, load_artifact, read_artifact, save_result, schema
+from optimizer.artifact import ArtifactIntegrityError, TrustPolicy, load_artifact, read_artifact, save_result, schema
 from optimizer.artifact.schema import SCHEMA_FILE, content_hash, json_path
 from optimizer.artifact.signature import describe_step, output_schema, step_config
 from optimizer.models import GEMMA3, SMOLLM2, ModelPool, ModelSpec
@@ -107,7 +107,8 @@ def test_a_changed_field_description_loads_with_the_saved_description(tmp_path):
     path = Path(ref.partition(":")[0])
     path.write_text(path.read_text().replace("a sentence from a movie review", "any text"))
     rewrite(saved, lambda doc: doc["program"].update(ref=ref))
-    field = load_artifact(saved).classify.signature.input_fields["sentence"]
+    drifted = TrustPolicy.from_env(trust=[tmp_path], allow_source_drift=True)
+    field = load_artifact(saved, trust=drifted).classify.signature.input_fields["sentence"]
     assert field.json_schema_extra["desc"] == "a sentence from a movie review"
 
 

@@ -14,8 +14,10 @@ from optimizer.artifact import (
     ArtifactIntegrityError,
     ArtifactProgramError,
     ArtifactSecretError,
+    ArtifactTrustError,
     ArtifactVersionError,
     SignatureDriftError,
+    TrustPolicy,
     load_artifact,
     read_artifact,
     save_artifact,
@@ -114,26 +116,31 @@ def test_signature_drift_is_refused(tmp_path, drift, json_path):
     def point_at_drifted(doc):
         doc["program"]["ref"] = drifted
 
-    refused(rewrite(saved, point_at_drifted), SignatureDriftError, json_path)
+    drift = TrustPolicy.from_env(trust=[tmp_path], allow_source_drift=True)  # another file: another hash
+    refused(rewrite(saved, point_at_drifted), SignatureDriftError, json_path, trust=drift)
 
 
-@pytest.mark.parametrize("ref", ["no_such_module_xyz:Program", "missing/program.py:Sentiment",
-                                 "programs.sentiment:NoSuchClass", "json:JSONDecoder"])
-def test_a_program_reference_that_does_not_import_is_refused(saved, ref):
+@pytest.mark.parametrize(("ref", "error"), [
+    ("no_such_module_xyz:Program", ArtifactTrustError), ("missing/program.py:Sentiment", ArtifactTrustError),
+    ("json:JSONDecoder", ArtifactTrustError),  # the standard library is not a trusted distribution
+    ("programs.sentiment:NoSuchClass", ArtifactProgramError),
+])
+def test_a_program_reference_that_does_not_resolve_is_refused(saved, ref, error):
     def point(doc):
         doc["program"]["ref"] = ref
 
-    refused(rewrite(saved, point), ArtifactProgramError, "program.ref")
+    refused(rewrite(saved, point), error, "program.ref")
 
 
-def test_a_changed_program_source_warns_or_with_strict_source_is_refused(tmp_path, caplog):
+def test_a_changed_program_source_is_refused_unless_drift_is_allowed(tmp_path, caplog):
     ref = write_program(tmp_path)
     saved = save_sentiment(tmp_path / "a.json", program_ref=ref)
     path = Path(ref.partition(":")[0])
     path.write_text(path.read_text() + "\n# a comment\n")
-    refused(saved, ArtifactIntegrityError, "program.source_sha256", strict_source=True)
+    exc = refused(saved, ArtifactIntegrityError, "program.source_sha256", trust=TrustPolicy.from_env(trust=[tmp_path]))
+    assert "--allow-source-drift" in str(exc)
     with caplog.at_level(logging.WARNING, logger="optimizer.artifact.load"):
-        load_artifact(saved)
+        load_artifact(saved, trust=TrustPolicy.from_env(trust=[tmp_path], allow_source_drift=True))
     assert "program.source_sha256" in caplog.text and "changed since the artifact was saved" in caplog.text
 
 

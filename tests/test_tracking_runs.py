@@ -8,8 +8,9 @@ import pytest
 from mlflow import MlflowClient
 
 from optimizer.search.records import TrialRecord
+from optimizer.secrets import SecretDetector
 from optimizer.space.variant import StepChoice, StepConfig, Variant
-from optimizer.tracking import MlflowTracker, Scrubber, resolve_tracking_uri
+from optimizer.tracking import MlflowTracker, resolve_tracking_uri
 from optimizer.tracking.tracker import PARENT
 
 MODEL = "local/smollm2-135m"
@@ -101,13 +102,13 @@ def test_child_params_metrics_and_variant_json_come_from_the_record(store, tmp_p
     assert '"instruction": "Classify the sentiment."' in Path(path).read_text()
 
 
-def test_scrubber_masks_env_values_key_shapes_and_secret_named_keys():
-    s = Scrubber({"OPENAI_API_KEY": "sk-sentinel-0123456789abcdef", "SERVICE_TOKEN": "tok-sentinel-42424242",
+def test_detector_masks_env_values_key_shapes_and_secret_named_keys():
+    s = SecretDetector({"OPENAI_API_KEY": "sk-sentinel-0123456789abcdef", "SERVICE_TOKEN": "tok-sentinel-42424242",
                   "HOME_KEYBOARD": "short"})
-    assert s.text("key sk-sentinel-0123456789abcdef and tok-sentinel-42424242") == "key *** and ***"
-    assert s.text("ghp_" + "a" * 36) == "***"
-    assert s.text('{"api_key": "hunter2", "max_tokens": 256}') == '{"api_key": "***", "max_tokens": 256}'
-    assert s.text("Authorization: Bearer abcdefghijklmnop") == "Authorization: ***"
-    assert s.text("short variant_key=abc123") == "short variant_key=abc123"
-    assert s.value({"password": "p", "nested": [{"token": 1}], "input_tokens": 3}) == {
+    assert s.mask("key sk-sentinel-0123456789abcdef and tok-sentinel-42424242") == "key *** and ***"
+    assert s.mask("ghp_" + "a" * 36) == "***"
+    assert s.mask('{"api_key": "hunter2", "max_tokens": 256}') == '{"api_key": "***", "max_tokens": 256}'
+    assert s.mask("Authorization: Bearer abcdefghijklmnop") == "Authorization: ***"
+    assert s.mask("short variant_key=abc123") == "short variant_key=abc123"
+    assert s.mask_value({"password": "p", "nested": [{"token": 1}], "input_tokens": 3}) == {
         "password": "***", "nested": [{"token": "***"}], "input_tokens": 3}

@@ -36,5 +36,9 @@ class ArtifactProgramError(ArtifactError):
     """The program reference does not import, or does not name a ``dspy.Module`` class."""
 
 
+class ArtifactTrustError(ArtifactError):
+    """The artifact asks for code, an endpoint or a model file that the user's configuration does not allow."""
+
+
 class SignatureDriftError(ArtifactError):
     """The program's steps or signatures no longer match the artifact (name, field or type changed)."""

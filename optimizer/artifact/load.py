@@ -1,15 +1,14 @@
-"""Load a compiled-program artifact into a runnable program. Nothing is unpickled or evaluated: the only
-code imported is the program reference, and only after the file passed the schema and its hash.
+"""Load a compiled-program artifact into a runnable program. Nothing is unpickled or evaluated; the only
+code imported is the program reference, and only where the user's :class:`TrustPolicy` allows it, after its
+file's bytes matched the artifact's hash. Endpoints and model files pass the same policy first.
 
->>> program = load_artifact("sentiment.json")
->>> program(sentence="a gorgeous, witty film").sentiment
-'positive'
+>>> program = load_artifact("sentiment.json")                         # program under the working project
+>>> program = load_artifact("sentiment.json", program=Sentiment)      # no import at all
+>>> program = load_artifact("a.json", trust=TrustPolicy.from_env(trust=["/srv/programs"]))
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import logging
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,15 @@ import dspy
 from pydantic import ValidationError
 
 from optimizer import refs
-from optimizer.artifact.errors import ArtifactFormatError, ArtifactIntegrityError, ArtifactProgramError
-from optimizer.artifact.schema import check_version, json_path, parse, validate, verify_hash
+from optimizer.artifact.errors import (
+    ArtifactFormatError,
+    ArtifactIntegrityError,
+    ArtifactProgramError,
+    ArtifactTrustError,
+)
+from optimizer.artifact.schema import check_version, json_path, parse, read_bounded, validate, verify_hash
 from optimizer.artifact.signature import apply_descriptions, check_program, step_config
+from optimizer.artifact.trust import TrustPolicy, checked_models
 from optimizer.models.pool import ModelPool
 from optimizer.models.spec import ModelSpec
 from optimizer.space.build import build_program, make_adapter
@@ -29,50 +34,41 @@ logger = logging.getLogger(__name__)
 
 
 def read_artifact(path: str | Path) -> dict[str, Any]:
-    """The artifact's document, checked for JSON syntax, version, schema and content hash. Imports nothing."""
+    """The artifact's document, checked for size, JSON syntax, nesting, version, schema (with its bounds) and
+    content hash. Imports nothing, resolves nothing, sends nothing."""
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ArtifactFormatError(path, "$", f"cannot read the file: {exc.strerror}") from None
-    doc = parse(raw, path)
+    doc = parse(read_bounded(path), path)
     check_version(doc, path)
     validate(doc, path)
     verify_hash(doc, path)
     return doc
 
 
-def _source_file(ref: str) -> Path | None:
-    """The file a reference's code lives in, found without running it (``find_spec`` may import parents)."""
-    target = ref.partition(":")[0]
-    if target.endswith(".py"):
-        return Path(target).resolve()
-    try:
-        spec = importlib.util.find_spec(target)
-    except (ImportError, ValueError):
-        return None
-    return Path(spec.origin) if spec and spec.origin else None
-
-
-def _check_source(doc: dict[str, Any], path: Path, strict: bool) -> None:
+def _program_class(doc: dict[str, Any], path: Path, policy: TrustPolicy) -> type:
     ref, saved = doc["program"]["ref"], doc["program"]["source_sha256"]
-    source = _source_file(ref)
-    if source is None or not source.is_file():
-        return  # the import below reports the bad reference
-    actual = hashlib.sha256(source.read_bytes()).hexdigest()
-    if actual != saved:
-        message = f"{source} changed since the artifact was saved (sha256 {actual}, saved {saved})"
-        if strict:
-            raise ArtifactIntegrityError(path, "program.source_sha256", message)
-        logger.warning("%s: program.source_sha256: %s; its signatures still match", path, message)
-
-
-def _program(doc: dict[str, Any], path: Path) -> dspy.Module:
-    ref = doc["program"]["ref"]
+    if policy.allow_source_drift:
+        try:
+            actual = refs.sha256_file(refs.locate(ref, policy.roots).path)
+        except (refs.ProgramReferenceError, OSError):
+            actual = saved  # resolve_trusted below reports it
+        if actual != saved:
+            logger.warning("%s: program.source_sha256: the program source changed since the artifact was saved "
+                           "(sha256 %s, saved %s); loading it anyway because source drift was allowed",
+                           path, actual, saved)
     try:
-        program_class = refs.resolve(ref)
+        return refs.resolve_trusted(ref, roots=policy.roots, sha256=None if policy.allow_source_drift else saved)
+    except refs.UntrustedReferenceError as exc:
+        raise ArtifactTrustError(path, "program.ref", str(exc)) from None
+    except refs.SourceMismatchError as exc:
+        raise ArtifactIntegrityError(path, "program.source_sha256", f"{exc}; refusing to run it (allow it with "
+                                     "--allow-source-drift, or compile again)") from None
     except ImportError as exc:
         raise ArtifactProgramError(path, "program.ref", str(exc)) from None
+
+
+def _program(doc: dict[str, Any], path: Path, policy: TrustPolicy, program: type | None) -> dspy.Module:
+    ref = doc["program"]["ref"]
+    program_class = program if program is not None else _program_class(doc, path, policy)
     if not (isinstance(program_class, type) and issubclass(program_class, dspy.Module)):
         raise ArtifactProgramError(path, "program.ref", f"{ref} is not a dspy.Module class")
     try:
@@ -81,13 +77,13 @@ def _program(doc: dict[str, Any], path: Path) -> dspy.Module:
         raise ArtifactProgramError(path, "program.ref", f"{ref}() failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _pool(doc: dict[str, Any], path: Path) -> ModelPool:
+def _pool(configs: dict[str, dict[str, Any]], path: Path) -> ModelPool:
     """One pool entry per model name; two steps naming one model must configure it identically."""
     specs: dict[str, tuple[str, ModelSpec]] = {}
-    for step, body in doc["steps"].items():
+    for step, config in configs.items():
         at = ("steps", step, "model")
         try:
-            spec = ModelSpec(**body["model"])
+            spec = ModelSpec(**config)
         except ValidationError as exc:
             first = exc.errors()[0]
             raise ArtifactFormatError(path, json_path((*at, *first["loc"])), first["msg"]) from None
@@ -98,24 +94,29 @@ def _pool(doc: dict[str, Any], path: Path) -> ModelPool:
     return ModelPool(spec for _, spec in specs.values())
 
 
-def load_artifact(path: str | Path, *, strict_source: bool = False) -> dspy.Module:
+def load_artifact(path: str | Path, *, program: type[dspy.Module] | None = None,
+                  trust: TrustPolicy | None = None) -> dspy.Module:
     """A runnable program from a compiled-program artifact.
 
-    Checks, in order: JSON, format version, schema, content hash, the program source (a changed source is a
-    warning, or an error with ``strict_source``), the import of the program reference, then that the program's
-    step names, field names and field types still match. Every check runs before anything is built, and the
-    result is a new program: a failed load leaves nothing behind. Raises :class:`ArtifactError` subclasses."""
+    Checks, in order, before anything is built: size, JSON, format version, schema and bounds, content hash;
+    each endpoint and model file against ``trust`` (default :meth:`TrustPolicy.from_env`); then the program:
+    ``program`` if the caller passes the class (nothing imported), else the reference located under the
+    trusted roots or an installed distribution, its bytes hashed against ``source_sha256`` (a mismatch is
+    refused unless the policy allows drift) and only then imported; finally the step names, field names and
+    types. The result is a new program: a failed load leaves nothing behind, ``sys.path`` included.
+    Raises :class:`ArtifactError` subclasses naming the file and the JSON path."""
     path = Path(path)
+    policy = trust if trust is not None else TrustPolicy.from_env()
     doc = read_artifact(path)
-    _check_source(doc, path, strict_source)
-    program = _program(doc, path)
+    configs = checked_models(doc, path, policy)
+    module = _program(doc, path, policy, program)
     steps = doc["steps"]
-    check_program(program, steps, path)
+    check_program(module, steps, path)
     for name, step in steps.items():
         try:
             make_adapter(step["format"])
         except (ImportError, ValueError) as exc:
             raise ArtifactFormatError(path, json_path(("steps", name, "format")), str(exc)) from None
-    pool = _pool(doc, path)
-    apply_descriptions(program, steps)
-    return build_program(program, {name: step_config(step) for name, step in steps.items()}, pool.lm)
+    pool = _pool(configs, path)
+    apply_descriptions(module, steps)
+    return build_program(module, {name: step_config(step) for name, step in steps.items()}, pool.lm)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import tempfile
 from collections.abc import Mapping
@@ -27,15 +26,12 @@ from optimizer.artifact.signature import check_program, describe_step
 from optimizer.models.pool import ModelPool
 from optimizer.models.spec import ModelSpec
 from optimizer.search.records import CompileResult
+from optimizer.secrets import SecretDetector
 from optimizer.space.variant import StepConfig
 
 PACKAGES = ("dspy", "optuna", "outlines", "llama-cpp-python", "progopt")
 PROVENANCE_INPUTS = ("tracking_run_id", "datasets", "seed")
 METRIC_SPLITS = ("validation", "test")
-# Environment variables whose values must never appear in an artifact (OPENAI_API_KEY, HF_TOKEN, DB_PASSWORD,
-# not TOKENIZERS_PARALLELISM), and the shortest value checked; values that are paths are not secrets.
-SECRET_ENV = re.compile(r"(^|_)(API_?KEY|KEY|TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIALS?)($|_)", re.IGNORECASE)
-MIN_SECRET_LENGTH = 8
 
 
 def package_versions() -> dict[str, str | None]:
@@ -91,8 +87,9 @@ def _strings(value: Any, at: tuple[str | int, ...] = ()) -> list[tuple[tuple[str
 
 
 def check_secrets(doc: dict[str, Any], path: Path) -> None:
-    """Refuse credentials: user info, a query or a fragment in an ``api_base``, or the value of any secret
-    environment variable (``*KEY*``, ``*TOKEN*``, ...) anywhere in the document."""
+    """Refuse credentials anywhere in the document (keys and values): user info, a query or a fragment in an
+    ``api_base``, and whatever :class:`~optimizer.secrets.SecretDetector` finds (key shapes, secret-named
+    values, the values of secret environment variables). The error names the field, never the value."""
     for name, step in doc["steps"].items():
         base = step["model"].get("api_base")
         if base:
@@ -101,12 +98,11 @@ def check_secrets(doc: dict[str, Any], path: Path) -> None:
                 raise ArtifactSecretError(path, json_path(("steps", name, "model", "api_base")),
                                           "an API base URL may not carry user info, a query or a fragment: "
                                           "keys come from the provider's environment variables")
-    secrets = {k: v for k, v in os.environ.items()
-               if SECRET_ENV.search(k) and len(v) >= MIN_SECRET_LENGTH and not v.startswith(("/", "~"))}
+    detector = SecretDetector()
     for at, text in _strings(doc):
-        for env, value in secrets.items():
-            if value in text:
-                raise ArtifactSecretError(path, json_path(at), f"contains the value of the environment variable {env}")
+        kind = next((kind for kind, _ in detector.find(text)), None)
+        if kind is not None:
+            raise ArtifactSecretError(path, json_path(at), f"contains {kind}; an artifact never carries a secret")
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -154,7 +150,7 @@ def save_artifact(path: str | Path, *, program_ref: str, program: dspy.Module, s
             raise ArtifactFormatError(path, json_path(("steps", name, "signature")),
                                       f"{type(exc).__name__}: {exc}") from exc
     try:
-        program_doc = {"ref": program_ref, "source_sha256": refs.source_hash(program_ref)}
+        program_doc = {"ref": refs.portable(program_ref), "source_sha256": refs.source_hash(program_ref)}
         program_class = refs.resolve(program_ref)
     except ImportError as exc:
         raise ArtifactFormatError(path, "program.ref", str(exc)) from exc

@@ -23,6 +23,12 @@ FORMAT_VERSION = "1.0"
 SUPPORTED_MAJOR = 1
 SCHEMA_FILE = "compiled-program.v1.schema.json"
 HASH_KEY = "content_sha256"
+# Structural bounds checked while parsing, before the schema (which bounds each field's value).
+MAX_BYTES = 16 * 1024 * 1024
+MAX_DEPTH = 48
+MAX_STRING = 200_000
+MAX_ITEMS = 10_000
+MAX_INT_DIGITS = 30
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _VERSION = re.compile(r"^(\d+)\.(\d+)$")
 
@@ -70,10 +76,32 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"the number {text[:20]}... is out of range")
+    return value
+
+
+def _bounded_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise ValueError(f"an integer of {len(text)} digits is out of range")
+    return int(text)
+
+
 def _objects(value: Any, path: Path | str, at: tuple[str | int, ...] = ()) -> Any:
+    """Plain dicts from :class:`_Pairs`, refusing duplicate keys and anything past the structural bounds."""
+    if len(at) > MAX_DEPTH:
+        raise ArtifactFormatError(path, json_path(at[:MAX_DEPTH]), f"nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, str) and len(value) > MAX_STRING:
+        raise ArtifactFormatError(path, json_path(at), f"a string of {len(value)} characters (at most {MAX_STRING})")
+    if isinstance(value, list) and len(value) > MAX_ITEMS:
+        raise ArtifactFormatError(path, json_path(at), f"{len(value)} items (at most {MAX_ITEMS})")
     if isinstance(value, _Pairs):
         out: dict[str, Any] = {}
         for key, item in value:
+            if len(key) > MAX_STRING:
+                raise ArtifactFormatError(path, json_path(at), f"a key of {len(key)} characters")
             if key in out:
                 raise ArtifactFormatError(path, json_path((*at, key)), "duplicate key")
             out[key] = _objects(item, path, (*at, key))
@@ -83,15 +111,30 @@ def _objects(value: Any, path: Path | str, at: tuple[str | int, ...] = ()) -> An
     return value
 
 
-def parse(raw: bytes, path: Path | str) -> dict[str, Any]:
-    """Strict JSON: UTF-8, an object at the top, no duplicate keys, no NaN/Infinity."""
+def read_bounded(path: Path) -> bytes:
+    """The file's bytes, refusing a file that is not a regular file or is over :data:`MAX_BYTES`."""
     try:
-        tree = json.loads(raw.decode("utf-8"), object_pairs_hook=_Pairs, parse_constant=_reject_constant)
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_BYTES + 1)
+    except OSError as exc:
+        raise ArtifactFormatError(path, "$", f"cannot read the file: {exc.strerror or exc}") from None
+    if len(raw) > MAX_BYTES:
+        raise ArtifactFormatError(path, "$", f"larger than {MAX_BYTES // (1024 * 1024)} MiB")
+    return raw
+
+
+def parse(raw: bytes, path: Path | str) -> dict[str, Any]:
+    """Strict JSON: UTF-8, an object at the top, no duplicate keys, no NaN/Infinity, within the bounds."""
+    try:
+        tree = json.loads(raw.decode("utf-8"), object_pairs_hook=_Pairs, parse_constant=_reject_constant,
+                          parse_float=_finite, parse_int=_bounded_int)
     except json.JSONDecodeError as exc:
         raise ArtifactFormatError(path, "$", f"not valid JSON ({exc.msg} at line {exc.lineno}, column "
                                   f"{exc.colno}); the file may be truncated") from None
     except (UnicodeDecodeError, ValueError) as exc:
         raise ArtifactFormatError(path, "$", f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise ArtifactFormatError(path, "$", f"nested deeper than {MAX_DEPTH} levels") from None
     doc = _objects(tree, path)
     if not isinstance(doc, dict):
         raise ArtifactFormatError(path, "$", f"expected a JSON object, got {type(doc).__name__}")

@@ -3,6 +3,10 @@
     progopt run sentiment.json --input '{"sentence": "a gorgeous film"}'
     progopt run sentiment.json --inputs reviews.jsonl --out predictions.jsonl
     progopt validate sentiment.json
+    progopt run other/sentiment.json --trust ../project --allow-endpoint https://api.openai.com/v1 --input ...
+
+What an artifact may use (code, endpoints, model files) is decided by the user's options and environment,
+never by the artifact: see :mod:`optimizer.artifact.trust`.
 """
 
 from __future__ import annotations
@@ -12,11 +16,14 @@ import inspect
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dspy
 
 from optimizer.data import DataError
+
+if TYPE_CHECKING:
+    from optimizer.artifact.trust import TrustPolicy
 
 ERROR_KEY = "_error"  # a JSONL output line for an input that failed: {"_error": "InvalidOutput: ..."}
 
@@ -90,13 +97,27 @@ def _run_file(program: dspy.Module, source: Path, out: Path) -> int:
     return 1 if failed else 0
 
 
-def run(args: argparse.Namespace) -> int:
-    """Load the artifact and run it on one input or on a JSONL file of inputs."""
+def _policy(args: argparse.Namespace) -> TrustPolicy:
+    from optimizer.artifact.trust import TrustPolicy
+
+    return TrustPolicy.from_env(trust=args.trust, endpoints=args.allow_endpoint, model_dirs=args.allow_model_dir,
+                                allow_source_drift=args.allow_source_drift)
+
+
+def _load(args: argparse.Namespace) -> dspy.Module:
+    """The artifact's program under the user's trust options; ``--program`` names the class (no lookup)."""
+    from optimizer import refs
     from optimizer.artifact import load_artifact
 
+    program = refs.resolve(args.program) if args.program else None
+    return load_artifact(args.artifact, program=program, trust=_policy(args))
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the artifact and run it on one input or on a JSONL file of inputs."""
     if args.inputs and not args.out:
         raise ValueError("--inputs needs --out FILE.jsonl")
-    program = load_artifact(args.artifact, strict_source=args.strict_source)
+    program = _load(args)
     if args.input is not None:
         return _run_one(program, args.input)
     return _run_file(program, Path(args.inputs), Path(args.out))
@@ -120,17 +141,36 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
 
 
 def validate(args: argparse.Namespace) -> int:
-    """Run every load check (schema, hash, version, import, signatures) without calling a model."""
-    from optimizer.artifact import ArtifactError, load_artifact, read_artifact
+    """Every load check without calling a model: size, schema and bounds, hash, version, each endpoint and
+    model file against the trust options, the program's source hash and signatures (its code is imported only
+    from a trusted root or an installed distribution, or named by ``--program``). Prints what it would use."""
+    from optimizer.artifact import ArtifactError, read_artifact
+    from optimizer.artifact.trust import uses
 
     try:
-        load_artifact(args.artifact, strict_source=args.strict_source)
         doc = read_artifact(args.artifact)
+        _load(args)
     except ArtifactError as exc:
         print(f"INVALID {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
-    print("\n".join([f"OK {args.artifact}", *summary_lines(doc)]))
+    print("\n".join([f"OK {args.artifact}", *summary_lines(doc), *uses(doc, _policy(args))]))
     return 0
+
+
+def add_trust_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that decide what an artifact may use (see :mod:`optimizer.artifact.trust`)."""
+    p.add_argument("--program", help="the program class as file.py:Name or module:Name (default: the artifact's "
+                   "reference, imported only from a trusted root or an installed distribution)")
+    p.add_argument("--trust", action="append", default=[], metavar="DIR",
+                   help="also import program code from DIR (default: the working directory's project; "
+                   "also $PROGOPT_TRUST)")
+    p.add_argument("--allow-endpoint", action="append", default=[], metavar="URL",
+                   help="let the artifact's api_base use this endpoint (prefix); loopback is allowed by default "
+                   "unless $PROGOPT_ALLOWED_ENDPOINTS replaces it")
+    p.add_argument("--allow-model-dir", action="append", default=[], metavar="DIR",
+                   help="let the artifact load .gguf files from DIR (also $PROGOPT_MODEL_DIRS)")
+    p.add_argument("--allow-source-drift", action="store_true",
+                   help="run a program whose source changed since the artifact was saved (warns; default: refuse)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -140,9 +180,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     source.add_argument("--input", help='one input as a JSON object, e.g. \'{"sentence": "a gorgeous film"}\'')
     source.add_argument("--inputs", help="JSONL file, one input object per line (other keys are ignored)")
     p.add_argument("--out", help="JSONL file for the predictions, one line per input (with --inputs)")
-    p.add_argument("--strict-source", action="store_true", help="refuse a program source changed since saving")
+    add_trust_arguments(p)
     p.set_defaults(func=run)
-    v = sub.add_parser("validate", help="check an artifact: schema, hash, version, program import, signatures")
+    v = sub.add_parser("validate", help="check an artifact (schema, bounds, hash, trust, signatures) and list the "
+                       "code, endpoints and model files it would use")
     v.add_argument("artifact", help="compiled-program JSON artifact")
-    v.add_argument("--strict-source", action="store_true", help="refuse a program source changed since saving")
+    add_trust_arguments(v)
     v.set_defaults(func=validate)

@@ -7,8 +7,6 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-SECRET_KEYS = ("api_key", "token", "secret", "password", "authorization")
-
 # Local prices: US$ per million tokens, proportional to parameter count (0.10 in / 0.40 out per 1B
 # parameters). They make cost a usable objective between local models; change them per pool.
 LOCAL_PRICE_IN_PER_B_PARAMS = 0.10

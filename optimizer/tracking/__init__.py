@@ -13,7 +13,6 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
 
 from optimizer.tracking.model import log_compiled_model  # noqa: E402
-from optimizer.tracking.scrub import Scrubber  # noqa: E402
 from optimizer.tracking.tracker import DEFAULT_EXPERIMENT, MlflowTracker, resolve_tracking_uri  # noqa: E402
 
-__all__ = ["DEFAULT_EXPERIMENT", "MlflowTracker", "Scrubber", "log_compiled_model", "resolve_tracking_uri"]
+__all__ = ["DEFAULT_EXPERIMENT", "MlflowTracker", "log_compiled_model", "resolve_tracking_uri"]

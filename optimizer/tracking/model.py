@@ -36,10 +36,18 @@ def _tracking_uri(uri: str | None) -> Iterator[None]:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it again
 
 
-def requirements(packages: dict[str, str | None]) -> list[str]:
-    """Pinned pip requirements: the artifact's recorded package versions plus MLflow."""
-    pins = {name: version for name, version in packages.items() if version}
-    pins["mlflow"] = metadata.version("mlflow")
+SERVING_PACKAGES = ("dspy", "optuna", "outlines", "llama-cpp-python", "progopt", "mlflow", "detect-secrets")
+
+
+def requirements() -> list[str]:
+    """Pinned pip requirements from the versions installed here, never from artifact strings (an artifact's
+    provenance could carry ``"1.0\n--extra-index-url ..."``)."""
+    pins = {}
+    for name in SERVING_PACKAGES:
+        try:
+            pins[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
@@ -59,5 +67,5 @@ def log_compiled_model(artifact: str | Path, *, run_id: str, tracking_uri: str |
     with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         return mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT_KEY: str(artifact)},
                                        signature=signature(doc), input_example=input_example(doc, examples),
-                                       pip_requirements=requirements(doc["provenance"]["packages"]),
+                                       pip_requirements=requirements(),
                                        registered_model_name=registered_model_name)

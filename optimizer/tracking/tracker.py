@@ -3,7 +3,7 @@
 One parent run per study (tag ``progopt.study_name``; a resumed compile reopens it), one nested child run
 per evaluated variant record (tag ``progopt.stage``), with every step's choices as params. On finish the
 parent gets the baselines, the Pareto front (JSON, CSV, PNG), the spent budget and the chosen variant as a
-pyfunc model. Every param, tag and text artifact passes through a :class:`Scrubber` first.
+pyfunc model. Every param, tag and text artifact passes through the :class:`~optimizer.secrets.SecretDetector` first.
 
 >>> tracker = MlflowTracker(experiment="sentiment")  # sqlite:///mlflow.db in the working directory
 >>> result = compile(Sentiment(), trainset=train, valset=val, metric=metric, budget=budget, observer=tracker)
@@ -27,8 +27,8 @@ from mlflow.models.model import ModelInfo
 
 from optimizer.models.pool import ModelPool
 from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.secrets import SecretDetector
 from optimizer.tracking import report
-from optimizer.tracking.scrub import Scrubber
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ class MlflowTracker:
         self.registered_model_name, self.log_model, self.pool = registered_model_name, log_model, pool
         self.tags = dict(tags or {})
         self.client = MlflowClient(self.tracking_uri)
-        self.scrubber = Scrubber()
+        self.secrets = SecretDetector()
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.study_name = ""
@@ -80,7 +80,7 @@ class MlflowTracker:
     def start(self, *, study_name: str, program: str, seed: int, budget: dict[str, Any],
               datasets: dict[str, str]) -> str:
         """The parent run id of ``study_name`` (reopened if it exists, else created)."""
-        self.scrubber = Scrubber()  # sees keys set since the tracker was built
+        self.secrets = SecretDetector()  # sees keys set since the tracker was built
         self.study_name, self.experiment_id = study_name, self._experiment_id()
         parent = self._find_parent()
         if parent is None:
@@ -155,7 +155,7 @@ class MlflowTracker:
 
     # -- helpers -----------------------------------------------------------------------------------------
     def _text(self, text: str) -> str:
-        return self.scrubber.text(text)
+        return self.secrets.mask(text)
 
     def _tags(self, tags: Mapping[str, Any]) -> dict[str, str]:
         return {self._text(k): self._text(str(v))[:MAX_TAG_LENGTH] for k, v in tags.items()}
@@ -164,7 +164,7 @@ class MlflowTracker:
         self.client.log_text(run_id, self._text(text), path)
 
     def _log_json(self, run_id: str, value: Any, path: str) -> None:
-        self._log_text(run_id, json.dumps(self.scrubber.value(value), indent=1, default=str), path)
+        self._log_text(run_id, json.dumps(self.secrets.mask_value(value), indent=1, default=str), path)
 
     def _require_run(self) -> str:
         if self.run_id is None:
@@ -250,10 +250,10 @@ class MlflowTracker:
             path = Path(tmp) / "compiled.json"
             save_result(result, path, program=refs.resolve(result.program)(),
                         pool=self.pool or report.registered_pool(result))
-            if self.scrubber.contains_secret(path.read_text(encoding="utf-8")):
+            if self.secrets.contains(path.read_text(encoding="utf-8")):
                 raise ArtifactSecretError(path, "$", "holds key-shaped text or a value under a secret-named key")
             self.client.log_artifact(run_id, str(path))
             demos = [d for step in result.space.steps.values() for s in step.demo_sets.values() for d in s
-                     if not self.scrubber.contains_secret(json.dumps(d))]  # the input example is logged as is
+                     if not self.secrets.contains(json.dumps(d))]  # the input example is logged as is
             return log_compiled_model(path, run_id=run_id, tracking_uri=self.tracking_uri,
                                       registered_model_name=self.registered_model_name, examples=demos)
