@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
 from optimizer.data import DataError
+from optimizer.secrets import MaskingFilter, SecretDetector
 
 COMMANDS = ["evaluate", "compile", "artifact"]  # modules under optimizer/commands
 
@@ -37,19 +39,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _log_to_stderr(detector: SecretDetector) -> logging.Handler:
+    """Warnings and errors to stderr, secrets masked (the handler every progopt log record goes through)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(MaskingFilter(detector))
+    handler.setLevel(logging.WARNING)
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from optimizer import runtime
 
     runtime.configure(args.cache_dir)
+    detector = SecretDetector()
+    handler = _log_to_stderr(detector)
     try:
         return args.func(args)
     except DataError as exc:
-        print(f"progopt: data error: {exc}", file=sys.stderr)
+        print(detector.mask(f"progopt: data error: {exc}"), file=sys.stderr)
         return 2
     except (ImportError, ValueError, KeyError) as exc:
-        print(f"progopt: {exc}", file=sys.stderr)
+        print(detector.mask(f"progopt: {exc}"), file=sys.stderr)
         return 2
+    finally:
+        logging.getLogger().removeHandler(handler)
 
 
 if __name__ == "__main__":

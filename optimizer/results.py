@@ -7,6 +7,7 @@ from pathlib import Path
 
 from optimizer.report import evaluation_table, print_table
 from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.secrets import SecretDetector
 
 # objective -> (summary key, sign): sign +1 maximise, -1 minimise
 OBJECTIVES = {"quality": ("score", 1.0), "cost": ("cost_per_example", -1.0), "latency": ("latency_p50_s", -1.0)}
@@ -104,7 +105,8 @@ def _row(label: str, s: dict) -> str:
 
 
 def markdown_report(result: CompileResult) -> str:
-    """The compile as Markdown: spending, the validation front with baselines, and the test split."""
+    """The compile as Markdown: spending, the validation front with baselines, and the test split; secrets
+    (a key pasted into the data reaches the instructions and demos) are masked."""
     header = ("| variant | score | 95% CI | valid | cost/ex (US$) | p50 s | p95 s | LM calls |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- |")
     full = result.best_full()
@@ -123,4 +125,4 @@ def markdown_report(result: CompileResult) -> str:
         lines.append(f"- `{name}`: model `{cfg.model}`, format `{cfg.format}`, strategy `{cfg.strategy}`"
                      f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}, {len(cfg.demos)} demos; "
                      f"instruction: {cfg.instruction!r}")
-    return "\n".join(lines) + "\n"
+    return SecretDetector().mask("\n".join(lines) + "\n")

@@ -18,6 +18,7 @@ Whole values are masked, never just their first word.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -175,3 +176,21 @@ def _benign_key(key: str | None, value: str) -> bool:
     name = (key or "").strip("\"'")
     return (NOT_SECRET_KEY_NAME.match(name) is not None or value.isdigit()
             or value.lower() in {"none", "null", "true", "false", MASK})
+
+
+class MaskingFilter(logging.Filter):
+    """A logging filter (put it on a handler) that masks secrets in every record's formatted message."""
+
+    def __init__(self, detector: SecretDetector | None = None):
+        super().__init__()
+        self.detector = detector or SecretDetector()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = self.detector.mask(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = self.detector.mask(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        return True

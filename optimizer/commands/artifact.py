@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import dspy
 
 from optimizer.data import DataError
+from optimizer.secrets import SecretDetector
 
 if TYPE_CHECKING:
     from optimizer.artifact.trust import TrustPolicy
@@ -151,7 +152,7 @@ def validate(args: argparse.Namespace) -> int:
         doc = read_artifact(args.artifact)
         _load(args)
     except ArtifactError as exc:
-        print(f"INVALID {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(SecretDetector().mask(f"INVALID {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 2
     print("\n".join([f"OK {args.artifact}", *summary_lines(doc), *uses(doc, _policy(args))]))
     return 0

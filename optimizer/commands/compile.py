@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from optimizer.commands.evaluate import add_task_arguments
+from optimizer.secrets import SecretDetector
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     print_report(result)
     png = plot_front(result, out.with_suffix(".front.png"))
     result_path = out.with_suffix(".result.json")
-    result_path.write_text(result.model_dump_json(indent=1), encoding="utf-8")
+    masked = SecretDetector().mask_value(json.loads(result.model_dump_json()))  # a report: no secret reaches it
+    result_path.write_text(json.dumps(masked, indent=1), encoding="utf-8")
     out.with_suffix(".report.md").write_text(markdown_report(result), encoding="utf-8")
     from optimizer.artifact import save_result
 
