@@ -90,8 +90,10 @@ def _keyword_regexes() -> tuple[tuple[re.Pattern[str], int], ...]:
 
 
 @cache
-def _context() -> re.Pattern[str]:
-    return re.compile("|".join(_CONTEXT))
+def _context() -> tuple[re.Pattern[str], ...]:
+    """One pattern per context, each searched on its own (an alternation would let a shorter, earlier match
+    of one hide a longer match of another: ``'Authorization: Token X`` keyed on its quote)."""
+    return tuple(re.compile(pattern) for pattern in _CONTEXT)
 
 
 def secret_env_values(environ: Mapping[str, str]) -> dict[str, str]:
@@ -122,10 +124,11 @@ class SecretDetector:
                 value = match.group(group)
                 if value and len(value) >= 4 and MASK not in value:
                     yield "a value under a secret-named key", value
-        for match in _context().finditer(text):
-            kind, value = next((k, v) for k, v in match.groupdict().items() if v is not None and k != "key")
-            if value.strip() and MASK not in value and not (kind == "keyed" and _benign_key(match["key"], value)):
-                yield f"credentials ({kind})", value.strip()
+        for pattern in _context():
+            for match in pattern.finditer(text):
+                kind, value = next((k, v) for k, v in match.groupdict().items() if v is not None and k != "key")
+                if value.strip() and MASK not in value and not (kind == "keyed" and _benign_key(match["key"], value)):
+                    yield f"credentials ({kind})", value.strip()
         for match in _B64_TOKEN.finditer(text):
             if _high_entropy(match.group()):
                 yield "a high-entropy token", match.group()
@@ -175,7 +178,7 @@ def _benign_key(key: str | None, value: str) -> bool:
     """``max_tokens=256``, ``key: steps.x``: a keyed value that is a number, a flag or names a non-secret key."""
     name = (key or "").strip("\"'")
     return (NOT_SECRET_KEY_NAME.match(name) is not None or value.isdigit()
-            or value.lower() in {"none", "null", "true", "false", MASK})
+            or value.lower() in {"none", "null", "true", "false", "bearer", "basic", "token", "digest", MASK})
 
 
 class MaskingFilter(logging.Filter):
