@@ -69,15 +69,11 @@ def _high_entropy(token: str) -> bool:
 def _shape_plugins() -> tuple[Any, ...]:
     """detect-secrets' regex plugins (every provider-key shape it maintains), built once: they are stateless.
     Only their ``denylist`` patterns are used, never ``analyze_line``/``verify`` (which may call providers)."""
-    import pkgutil
-
-    import detect_secrets.plugins as package
-    from detect_secrets.core.plugins.util import get_plugins_from_module
+    from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
     from detect_secrets.plugins.base import RegexBasedDetector
     from detect_secrets.plugins.ip_public import IPPublicDetector
 
-    classes = {cls for info in pkgutil.iter_modules(package.__path__)
-               for cls in get_plugins_from_module(__import__(f"{package.__name__}.{info.name}", fromlist=["_"]))}
+    classes = get_mapping_from_secret_type_to_class().values()  # the built-in plugins (no custom ones configured)
     return tuple(cls() for cls in sorted(classes, key=lambda c: c.__name__)
                  if issubclass(cls, RegexBasedDetector) and cls is not IPPublicDetector)
 
