@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from optimizer.data import DataError
 from optimizer.secrets import MaskingFilter, SecretDetector
 
-COMMANDS = ["evaluate", "compile", "artifact"]  # modules under optimizer/commands
+COMMANDS = ["evaluate", "compile", "artifact", "sweep"]  # modules under optimizer/commands
 
 
 def _mapping(pairs: Sequence[str]) -> dict[str, str]:

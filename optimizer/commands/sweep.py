@@ -1,0 +1,50 @@
+"""``progopt sweep``: run a YAML matrix of compiles (and DSPy optimizer baselines), resumably, on this machine
+or a Ray cluster; ``progopt sweep report DIR`` rebuilds the tables and plots from the stored cells.
+
+    progopt sweep experiments/sweeps/quickstart.yaml --workers 2
+    progopt sweep experiments/sweeps/quickstart.yaml --executor ray --address 127.0.0.1:6379
+    progopt sweep report out/sweeps/quickstart
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def run(args: argparse.Namespace) -> int:
+    from optimizer.sweep.report import write_report
+    from optimizer.sweep.run import run_sweep
+
+    if args.target == "report":
+        if not args.folder or not Path(args.folder, "cells").is_dir():
+            raise ValueError(f"progopt sweep report: {args.folder!r} is not a sweep output folder (no cells/ in it)")
+        paths = write_report(Path(args.folder))
+        print(Path(paths["md"]).read_text(encoding="utf-8"))
+        return 0
+    if args.folder:
+        raise ValueError(f"unexpected argument {args.folder!r} (did you mean `progopt sweep report DIR`?)")
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    output = run_sweep(args.target, workers=args.workers, executor=args.executor, address=args.address,
+                       cpus_per_cell=args.cpus_per_cell, storage=args.storage, tracking_uri=args.tracking_uri,
+                       show_progress=not args.quiet)
+    print((output / "report.md").read_text(encoding="utf-8"))
+    print(json.dumps({"output": str(output), "report": str(output / "report.md"), "plot": str(output / "report.png")}))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("sweep", help="run a sweep file (a matrix of compiles and DSPy baselines); "
+                       "`sweep report DIR` rebuilds its tables and plots")
+    p.add_argument("target", help="the sweep YAML file, or `report`")
+    p.add_argument("folder", nargs="?", help="with `report`: the sweep's output folder")
+    p.add_argument("--workers", type=int, default=1, help="cells at once on this machine, in separate processes")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--address", help="Ray cluster address (default: start or join a local one)")
+    p.add_argument("--cpus-per-cell", type=float, default=1.0, help="Ray CPUs per cell task (default 1)")
+    p.add_argument("--storage", help="Optuna storage URL shared by every worker and node (e.g. PostgreSQL)")
+    p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db; 'none' to disable)")
+    p.add_argument("--quiet", action="store_true", help="no live table")
+    p.set_defaults(func=run)

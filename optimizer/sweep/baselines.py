@@ -1,0 +1,79 @@
+"""DSPy's own optimizers as sweep baselines, on one pool model, through the same engines and meter as a
+progopt compile: every LM call that reaches a model (bootstrapping, proposals, reflection, evaluation) is
+counted by :data:`optimizer.accounting.METER`, so LM-call budgets compare like for like.
+
+The setup is DSPy at its strongest here: the program's own signatures, the chosen adapter (DSPy's default
+``ChatAdapter`` by default) over constrained decoding on the local models, the same train/val splits.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+import dspy
+
+from optimizer.sweep.config import CellSettings
+
+LABELED_K = 4  # demos per step for LabeledFewShot and the bootstrapping optimizers
+
+
+def _feedback_metric(metric: Any) -> Any:
+    """GEPA's metric signature (gold, pred, trace, pred_name, pred_trace) over a plain ``metric(gold, pred)``."""
+
+    def score(gold: dspy.Example, pred: dspy.Prediction, trace: Any = None, pred_name: str | None = None,
+              pred_trace: Any = None) -> float:
+        return float(metric(gold, pred))
+
+    return score
+
+
+def _larger_model(settings: CellSettings, task: Any) -> dspy.LM:
+    """The pool model with the most parameters (GEPA's reflection LM), else the cell's own model."""
+    specs = [task.pool[name] for name in task.pool.names]
+    largest = max(specs, key=lambda s: s.params_b or 0.0)
+    return task.pool.lm(largest.name if largest.params_b else settings.models[0])
+
+
+def make_optimizer(settings: CellSettings, task: Any, lm: dspy.LM) -> tuple[Any, dict[str, Any]]:
+    """The DSPy teleprompter a cell names, with the sweep's defaults under its ``optimizer_args``, and the
+    keyword arguments of its ``compile``."""
+    name, args, metric = settings.optimizer, dict(settings.optimizer_args), task.metric
+    if name == "LabeledFewShot":
+        return dspy.LabeledFewShot(**{"k": LABELED_K, **args}), {}
+    if name == "BootstrapFewShot":
+        return dspy.BootstrapFewShot(metric=metric, **{"max_bootstrapped_demos": LABELED_K,
+                                                       "max_labeled_demos": LABELED_K, **args}), {}
+    if name == "BootstrapFewShotWithRandomSearch":
+        defaults = {"max_bootstrapped_demos": LABELED_K, "max_labeled_demos": LABELED_K, "num_threads": 1}
+        return dspy.BootstrapFewShotWithRandomSearch(metric=metric, **{**defaults, **args}), {"val": True}
+    if name == "MIPROv2":
+        return dspy.MIPROv2(metric=metric, prompt_model=lm, task_model=lm, **{
+            "auto": "light", "num_threads": 1, "seed": settings.seed, **args}), {"val": True, "kw": {
+                "requires_permission_to_run": False}}
+    if name == "GEPA":
+        return dspy.GEPA(metric=_feedback_metric(metric), reflection_lm=_larger_model(settings, task), **{
+            "max_metric_calls": settings.budget, "num_threads": 1, "seed": settings.seed, **args}), {"val": True}
+    raise ValueError(f"unknown DSPy optimizer {name!r}")
+
+
+def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list, folder: Path
+                       ) -> tuple[dspy.Module, int, float]:
+    """Compile the cell's program with its DSPy optimizer on its one model; returns the compiled program, the
+    LM calls that reached a model during the compile, and its wall time. The compiled program's demos and
+    instructions are saved to ``folder/dspy_program.json`` (DSPy's JSON state, never a pickle)."""
+    from optimizer.accounting import METER
+    from optimizer.sweep.cell import _adapter
+
+    lm = task.pool.lm(settings.models[0])
+    optimizer, how = make_optimizer(settings, task, lm)
+    random.seed(settings.seed)
+    calls_before, started = METER.calls, time.time()
+    with dspy.context(lm=lm, adapter=_adapter(settings)):
+        kwargs = {"trainset": train, **({"valset": val} if how.get("val") else {}), **how.get("kw", {})}
+        compiled = optimizer.compile(task.program_class(), **kwargs)
+    calls, seconds = METER.calls - calls_before, time.time() - started
+    compiled.save(str(folder / "dspy_program.json"))
+    return compiled, calls, seconds

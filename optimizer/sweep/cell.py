@@ -1,0 +1,192 @@
+"""One cell of a sweep: a progopt compile or a DSPy optimizer run, then the chosen program on the test split.
+
+Lifecycle of a cell folder ``<sweep output>/cells/<cell id>/``: ``settings.json`` (written first),
+``status.json`` (running: LM calls so far, refreshed while it runs), the progopt study (``study.db``, or the
+shared ``--storage`` under the study name ``cell-<id>``), ``artifact.json``/``result.json``/``report.md``
+(progopt cells), and last, atomically, ``outcome.json``: a cell is finished exactly when that file exists.
+A rerun skips finished cells; an interrupted progopt cell resumes from its study (finished trials kept,
+paid calls served from the response cache), an interrupted DSPy cell starts again (its paid calls are
+cache hits the second time, so its LM-call count is the first run's only if the first run finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from optimizer.sweep.config import CellSettings
+
+OUTCOME, STATUS, SETTINGS = "outcome.json", "status.json", "settings.json"
+
+
+class CellOutcome(BaseModel):
+    """What a finished cell reports: the chosen program's test summary and per-example scores, the compile's
+    LM calls and wall time."""
+
+    cell_id: str
+    group: str
+    label: str
+    settings: CellSettings
+    state: str  # "done" or "failed"
+    error: str | None = None
+    test: dict[str, Any] | None = None
+    test_scores: list[float] = []
+    validation_score: float | None = None
+    compile_calls: int = 0
+    compile_seconds: float = 0.0
+    chosen: str | None = None
+
+
+def write_json(path: Path, value: Any) -> None:
+    """Atomic write: a reader sees the old file or the new one, never a part."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(value, fh, indent=1, default=str)
+    os.replace(tmp, path)
+
+
+def read_outcome(folder: Path) -> CellOutcome | None:
+    path = folder / OUTCOME
+    return CellOutcome.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _task(settings: CellSettings):  # noqa: ANN202 - optimizer.tasks.TaskSetup
+    from optimizer.tasks import resolve_task
+
+    p = settings.program
+    args = argparse.Namespace(program=p.ref, metric=p.metric, inputs=list(p.inputs) if p.inputs else None,
+                              map=list(p.map), models=list(settings.models), api_base=None)
+    return resolve_task(args)
+
+
+def _status(folder: Path, started: float, calls: int, state: str = "running") -> None:
+    write_json(folder / STATUS, {"state": state, "started": started, "calls": calls, "pid": os.getpid(),
+                                 "updated": time.time()})
+
+
+def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None, tracking_uri: str | None = None,
+             experiment: str = "progopt-sweeps", parent_run_id: str | None = None) -> CellOutcome:
+    """Run one cell into ``folder`` (skipped if already finished) and return its outcome. Never raises for a
+    failure of the cell's own work: that is a ``failed`` outcome with the error (interrupts propagate)."""
+    from optimizer import runtime
+
+    done = read_outcome(folder)
+    if done is not None:
+        return done
+    runtime.configure()
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / SETTINGS, settings.model_dump(mode="json"))
+    started = time.time()
+    _status(folder, started, 0)
+    base = {"cell_id": settings.cell_id(), "group": settings.group(), "label": settings.label(),
+            "settings": settings}
+    try:
+        task = _task(settings)
+        p = settings.program
+        train = task.load(p.train or "train", settings.train_limit)
+        val = task.load(p.val or "val", settings.val_limit)
+        test = task.load(p.test or "test", settings.test_limit)
+        runner = _progopt if settings.optimizer == "progopt" else _dspy
+        fields = runner(settings, folder, task, train, val, test, storage=storage, tracking_uri=tracking_uri,
+                        experiment=experiment, parent_run_id=parent_run_id, started=started)
+        outcome = CellOutcome(**base, state="done", **fields)
+    except Exception as exc:  # noqa: BLE001 - a failed cell is a recorded outcome; the sweep goes on
+        from optimizer.secrets import SecretDetector
+
+        outcome = CellOutcome(**base, state="failed", error=SecretDetector().mask(f"{type(exc).__name__}: {exc}"),
+                              compile_seconds=time.time() - started)
+    write_json(folder / OUTCOME, outcome.model_dump(mode="json"))
+    _status(folder, started, outcome.compile_calls, outcome.state)
+    return outcome
+
+
+def _test_fields(program: Any, test: list, metric: Any, **context: Any) -> dict[str, Any]:
+    from optimizer.evaluate import evaluate
+
+    evaluation = evaluate(program, test, metric, description="test", show_progress=False, **context)
+    summary = {k: v for k, v in evaluation.summary().items() if k not in ("by_model", "by_step")}
+    return {"test": summary, "test_scores": [r.score for r in evaluation.results]}
+
+
+def _tags(settings: CellSettings, parent_run_id: str | None) -> dict[str, str]:
+    tags = {"progopt.cell": settings.cell_id(), "progopt.cell_label": settings.label(),
+            **{f"cell.{k}": json.dumps(v) for k, v in settings.model_dump(mode="json").items()}}
+    if parent_run_id:
+        tags["mlflow.parentRunId"] = parent_run_id
+    return tags
+
+
+def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, *,
+             storage: str | None, tracking_uri: str | None, experiment: str, parent_run_id: str | None,
+             started: float) -> dict[str, Any]:
+    from optimizer.accounting import METER
+    from optimizer.artifact import load_artifact, save_result
+    from optimizer.results import markdown_report
+    from optimizer.search.compile import compile
+    from optimizer.search.session import Budget
+
+    observer = None
+    if tracking_uri != "none":
+        from optimizer.tracking import MlflowTracker
+
+        observer = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, log_model=False,
+                                 tags=_tags(settings, parent_run_id))
+    refresh = _Refresh(folder, started)
+    METER.listeners.append(refresh)
+    try:
+        result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
+                         budget=Budget(calls=settings.budget, seconds=settings.budget_seconds), seed=settings.seed,
+                         storage=storage or f"sqlite:///{folder / 'study.db'}", study_name=f"cell-{settings.cell_id()}",
+                         strategy=settings.search, formats=settings.formats, strategies=settings.strategies,
+                         minibatch=settings.minibatch, program_ref=settings.program.ref, observer=observer,
+                         show_progress=False)
+    finally:
+        METER.listeners.remove(refresh)
+    compile_seconds = time.time() - started
+    artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)
+    write_json(folder / "result.json", json.loads(result.model_dump_json()))
+    (folder / "report.md").write_text(markdown_report(result), encoding="utf-8")
+    chosen = load_artifact(artifact, program=task.program_class)
+    full = result.best_full().get(result.chosen)
+    return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
+            "compile_seconds": compile_seconds, "chosen": result.chosen,
+            "validation_score": full.summary["score"] if full else None}
+
+
+class _Refresh:
+    """A meter listener that refreshes ``status.json`` at most every 2 seconds (the sweep's live table)."""
+
+    def __init__(self, folder: Path, started: float):
+        self.folder, self.started, self.last, self.calls = folder, started, 0.0, 0
+
+    def __call__(self) -> None:
+        self.calls += 1
+        if time.time() - self.last > 2:
+            self.last = time.time()
+            _status(self.folder, self.started, self.calls)
+
+
+def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, **context: Any
+          ) -> dict[str, Any]:
+    from optimizer.sweep.baselines import run_dspy_optimizer
+
+    compiled, calls, seconds = run_dspy_optimizer(settings, task, train, val, folder)
+    lm, adapter = task.pool.lm(settings.models[0]), _adapter(settings)
+    return {**_test_fields(compiled, test, task.metric, lm=lm, adapter=adapter), "compile_calls": calls,
+            "compile_seconds": seconds}
+
+
+def _adapter(settings: CellSettings) -> Any:
+    import dspy
+
+    from optimizer.space.build import make_adapter
+
+    return make_adapter("chat") if settings.dspy_adapter == "chat" else dspy.JSONAdapter()

@@ -1,0 +1,255 @@
+"""The sweep file: one pydantic model is the source of truth (its JSON Schema ships as
+``schemas/sweep.v1.schema.json``); a matrix of compile settings expands into cells.
+
+```yaml
+name: quickstart
+defaults: {budget: 150, val_limit: 30, test_limit: 60}
+matrix:
+  program: [{ref: programs/sentiment.py:Sentiment}, {ref: programs/news.py:NewsTopic}]
+  optimizer: [progopt, LabeledFewShot]
+  seed: [0, 1]
+exclude: [{program: {ref: programs/news.py:NewsTopic}, optimizer: LabeledFewShot}]
+include: [{optimizer: MIPROv2, optimizer_args: {auto: light}}]
+```
+
+Expansion, like a CI matrix: the product of the ``matrix`` axes over ``defaults``; ``exclude`` entries drop
+every cell whose settings contain all of the entry's; ``include`` entries are added as cells of their own
+(over ``defaults``). A DSPy optimizer runs on one model at a time: a DSPy cell with several pool models
+becomes one cell per model. A bad file is refused before anything runs, naming the key path and line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from optimizer.errors import ProgoptError
+from optimizer.space.variant import Format, strategy_settings
+
+DSPY_OPTIMIZERS = ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2", "GEPA")
+Optimizer = Literal["progopt", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2",
+                    "GEPA"]
+DEFAULT_MODELS = ("local/smollm2-135m", "local/gemma3-270m")
+
+
+class SweepConfigError(ProgoptError, ValueError):
+    """A sweep file that cannot run: the file, the key path and the line of the offending value."""
+
+    def __init__(self, path: str | Path, key_path: str, line: int | None, message: str):
+        self.path, self.key_path, self.line = str(path), key_path, line
+        where = f"{self.path}:{line}" if line else self.path
+        super().__init__(f"{where}: {key_path or '$'}: {message}")
+
+
+class ProgramSettings(BaseModel):
+    """A program and its data: the program module's ``TASK`` and ``metric`` unless given."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ref: str = Field(description="path/file.py:Class or module:Class")
+    metric: str | None = Field(None, description="exact_match:FIELD, entity_f1[:FIELD] or file.py:function")
+    inputs: tuple[str, ...] | None = Field(None, description="input field names (default: the TASK's)")
+    map: tuple[str, ...] = Field((), description="FIELD=COLUMN renames for data files")
+    train: str | None = Field(None, description="train file or TASK split (default: train)")
+    val: str | None = Field(None, description="validation file or TASK split (default: val)")
+    test: str | None = Field(None, description="test file or TASK split (default: test)")
+
+    @property
+    def name(self) -> str:
+        return self.ref.rpartition(":")[2]
+
+
+class CellSettings(BaseModel):
+    """Everything one cell runs with. Its canonical JSON is the cell's identity (:meth:`cell_id`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    program: ProgramSettings
+    optimizer: Optimizer = "progopt"
+    optimizer_args: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of a DSPy optimizer")
+    models: tuple[str, ...] = DEFAULT_MODELS
+    budget: int = Field(300, gt=0, le=1_000_000,
+                        description="LM calls of the compile (progopt; GEPA's max_metric_calls)")
+    budget_seconds: float | None = Field(None, gt=0)
+    formats: tuple[Format, ...] = ("json", "compact")
+    strategies: tuple[str, ...] = ("direct",)
+    search: Literal["tpe", "nsga2", "random", "coordinate", "exhaustive"] = "tpe"
+    minibatch: int = Field(12, gt=0, le=10_000)
+    seed: int = Field(0, ge=0)
+    train_limit: int | None = Field(None, gt=0)
+    val_limit: int | None = Field(60, gt=0)
+    test_limit: int | None = Field(200, gt=0)
+    dspy_adapter: Literal["chat", "json"] = Field(
+        "chat", description="DSPy cells: the adapter over constrained decoding (chat: DSPy's default ChatAdapter)")
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for strategy in value:
+            strategy_settings(strategy)  # raises ValueError naming the bad one
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _some_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("at least one model")
+        return value
+
+    def cell_id(self) -> str:
+        """12 hex digits of the sha256 of the canonical settings: stable across runs, machines and file edits
+        that leave this cell's settings alone."""
+        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def group(self) -> str:
+        """The cells that differ only by seed share a group."""
+        settings = self.model_dump(mode="json")
+        settings.pop("seed")
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+    def label(self) -> str:
+        """A short human name: optimizer (with its model for DSPy cells) and budget."""
+        if self.optimizer == "progopt":
+            return f"progopt@{self.budget}"
+        return f"{self.optimizer}[{self.models[0].split('/')[-1]}]"
+
+
+class SweepFile(BaseModel):
+    """A sweep: ``defaults`` for every cell, ``matrix`` axes (each a list of values of one setting),
+    ``include``/``exclude`` entries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    output: str | None = Field(None, description="results folder (default: out/sweeps/<name>)")
+    defaults: dict[str, Any] = Field(default_factory=dict)
+    matrix: dict[str, list[Any]] = Field(default_factory=dict)
+    include: list[dict[str, Any]] = Field(default_factory=list)
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+
+    @field_validator("defaults", "matrix", "include", "exclude")
+    @classmethod
+    def _known_keys(cls, value: Any) -> Any:
+        entries = value if isinstance(value, list) else [value]
+        for entry in entries:
+            unknown = sorted(set(entry) - set(CellSettings.model_fields))
+            if unknown:
+                raise ValueError(f"unknown setting {unknown[0]!r} (settings: {', '.join(CellSettings.model_fields)})")
+        return value
+
+    def cells(self) -> list[CellSettings]:
+        """The expanded cells, in file order, without duplicates."""
+        axes = list(self.matrix)
+        combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*self.matrix.values())]
+        combos = [c for c in combos if not any(_contains(c, e) for e in self.exclude)]
+        cells: dict[str, CellSettings] = {}
+        for combo in [*combos, *self.include]:
+            settings = CellSettings(**{**self.defaults, **combo})
+            for cell in _per_model(settings):
+                cells.setdefault(cell.cell_id(), cell)
+        return list(cells.values())
+
+
+def _contains(combo: dict[str, Any], entry: dict[str, Any]) -> bool:
+    return all(key in combo and _normal(combo[key]) == _normal(value) for key, value in entry.items())
+
+
+def _normal(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _per_model(settings: CellSettings) -> list[CellSettings]:
+    """A DSPy optimizer runs on each pool model separately."""
+    if settings.optimizer == "progopt" or len(settings.models) == 1:
+        return [settings]
+    return [settings.model_copy(update={"models": (m,)}) for m in settings.models]
+
+
+def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """The 1-based line of the YAML node at ``loc`` (the deepest node that exists)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for key in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            match = node.value[key]
+        else:
+            match = None
+        if match is None:
+            break
+        node, line = match, match.start_mark.line + 1
+    return line
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    return "".join(f"[{k}]" if isinstance(k, int) else (f".{k}" if i else str(k)) for i, k in enumerate(loc))
+
+
+def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
+    """Parse, validate and expand a sweep file. Every error is a :class:`SweepConfigError` with the key
+    path and line, raised before anything runs (each cell's settings are validated here too)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except OSError as exc:
+        raise SweepConfigError(path, "", None, f"cannot read the file: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SweepConfigError(path, "", None, f"not UTF-8 text: {exc.reason}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise SweepConfigError(path, "", mark.line + 1 if mark else None, f"not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise SweepConfigError(path, "", 1, f"expected a mapping of settings, got {type(data).__name__}")
+    try:
+        sweep = SweepFile(**data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = tuple(first["loc"])
+        raise SweepConfigError(path, _key_path(loc), _line(node, loc), first["msg"]) from None
+    entries = [("defaults", sweep.defaults)] + [(f"include[{i}]", e) for i, e in enumerate(sweep.include)]
+    entries += [(f"matrix.{axis}[{i}]", {axis: v}) for axis, values in sweep.matrix.items()
+                for i, v in enumerate(values)]
+    try:
+        cells = sweep.cells()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = str(first["loc"][0]) if first["loc"] else ""
+        where = next((name for name, entry in entries if key in entry), "defaults")
+        loc = (*_split(where), *first["loc"][1:])
+        raise SweepConfigError(path, f"{where}.{_key_path(first['loc'])}", _line(node, loc), first["msg"]) from None
+    if not cells:
+        raise SweepConfigError(path, "matrix", _line(node, ("matrix",)), "the sweep has no cells")
+    return sweep, cells
+
+
+def _split(where: str) -> tuple[Any, ...]:
+    """``matrix.seed[1]`` -> ``("matrix", "seed", 1)``."""
+    parts: list[Any] = []
+    for piece in where.replace("]", "").split("."):
+        name, _, index = piece.partition("[")
+        parts.append(name)
+        if index:
+            parts.append(int(index))
+    return tuple(parts)
+
+
+def json_schema() -> dict[str, Any]:
+    """The sweep file's JSON Schema (with the cell settings' schema under ``$defs``)."""
+    schema = SweepFile.model_json_schema()
+    cell = CellSettings.model_json_schema()
+    schema.setdefault("$defs", {}).update(cell.pop("$defs", {}))
+    schema["$defs"]["CellSettings"] = cell
+    schema["description"] = ("A progopt sweep (format 1): `defaults`, `include` and `exclude` entries and each "
+                             "`matrix` axis value hold settings of $defs/CellSettings.")
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = "urn:progopt:schema:sweep:v1"
+    return schema

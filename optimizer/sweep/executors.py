@@ -1,0 +1,146 @@
+"""Where cells run. Nothing here schedules by hand: claims go through an Optuna study, distribution through Ray.
+
+- **Local** (``--workers N``): N processes (or this one, for N = 1) each loop ``study.optimize(n_trials=1)``
+  on the sweep's *ledger* study, in which every unfinished cell is an enqueued trial carrying its id.
+  Optuna pops each waiting trial exactly once (also across ``progopt sweep`` processes sharing a
+  PostgreSQL ``--storage``); its heartbeat fails the trial of a killed process after a grace period and
+  ``RetryFailedTrialCallback`` re-enqueues it, so a rerun or another worker picks it up and the cell resumes
+  from its own study. Should two trials ever carry one cell (two processes enqueueing at once), the one with
+  the lowest number runs it and the others are pruned.
+- **Ray** (``--executor ray``): each unfinished cell is a Ray task (``num_cpus`` each, retried if its node
+  dies); the stable cell id makes a retried task resume instead of restart.
+
+llama.cpp threads are split so that workers x threads never exceeds the cores (oversubscribed llama.cpp
+threads spin and made calls up to 40x slower here).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+from optimizer.sweep.cell import read_outcome, run_cell
+from optimizer.sweep.config import CellSettings
+
+HEARTBEAT_S = 2
+GRACE_S = 10
+IDLE_WAIT_S = 2
+
+
+@dataclass(frozen=True)
+class CellJob:
+    """What a worker needs to run cells: picklable, sent to worker processes and Ray tasks."""
+
+    output: Path
+    project: Path
+    storage: str | None
+    ledger: str
+    ledger_name: str
+    tracking_uri: str | None
+    parent_run_id: str | None
+    threads: int
+
+    def folder(self, cell_id: str) -> Path:
+        return self.output / "cells" / cell_id
+
+
+def ledger_storage(url: str):  # noqa: ANN201 - optuna.storages.RDBStorage
+    """The ledger's Optuna storage, with heartbeats and retries of the trials of dead processes."""
+    import optuna
+    from optuna.storages import RetryFailedTrialCallback
+
+    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                      failed_trial_callback=RetryFailedTrialCallback(max_retry=None))
+
+
+def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
+    """Put every unfinished cell that has no live trial on the ledger (idempotent; see the module docstring)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study(study_name=job.ledger_name, storage=ledger_storage(job.ledger), load_if_exists=True)
+    live = {t.user_attrs.get("cell") for t in study.get_trials(
+        deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}
+    for cell in cells:
+        if cell.cell_id() not in live and read_outcome(job.folder(cell.cell_id())) is None:
+            study.enqueue_trial({}, user_attrs={"cell": cell.cell_id()})
+
+
+def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
+    """One worker: claim and run cells from the ledger until every cell of ``cells`` is finished."""
+    import optuna
+    from optuna.trial import TrialState
+
+    os.environ["PROGOPT_THREADS"] = str(job.threads)
+    os.chdir(job.project)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.load_study(study_name=job.ledger_name, storage=ledger_storage(job.ledger))
+
+    def objective(trial: optuna.Trial) -> float:
+        cell = trial.user_attrs.get("cell")
+        if cell is None or cell not in cells:
+            raise optuna.TrialPruned("no cell was waiting")
+        rivals = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING,
+                                                          TrialState.COMPLETE))
+        if any(t.user_attrs.get("cell") == cell and t.number < trial.number for t in rivals):
+            raise optuna.TrialPruned(f"cell {cell} is claimed by an earlier trial")
+        outcome = run_cell(cells[cell], job.folder(cell), storage=job.storage, tracking_uri=job.tracking_uri,
+                           parent_run_id=job.parent_run_id)
+        return (outcome.test or {}).get("score", -1.0)
+
+    while any(read_outcome(job.folder(c)) is None for c in cells):
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if not any(t.user_attrs.get("cell") in cells for t in waiting):
+            time.sleep(IDLE_WAIT_S)  # another process runs the rest, or a dead one's trial awaits its grace period
+            optuna.storages.fail_stale_trials(study)  # a dead process's trial fails; its retry is enqueued
+            continue
+        study.optimize(objective, n_trials=1, catch=())
+
+
+def run_local(job: CellJob, cells: Sequence[CellSettings], workers: int, *, on_idle: Callable[[], None]) -> None:
+    """Run ``cells`` on ``workers`` processes of this machine (this process when 1), calling ``on_idle``
+    about once a second (the live table) until all are finished."""
+    enqueue(job, cells)
+    by_id = {c.cell_id(): c for c in cells}
+    if workers <= 1:
+        work(job, by_id)
+        return
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(work, job, by_id) for _ in range(workers)]
+        while not all(f.done() for f in futures):
+            on_idle()
+            time.sleep(1)
+        for future in futures:
+            future.result()
+
+
+def _ray_cell(job: CellJob, settings_json: str) -> str:
+    """A Ray task: run one cell (resuming it if a previous attempt was interrupted); returns its outcome JSON."""
+    os.environ["PROGOPT_THREADS"] = str(job.threads)
+    os.chdir(job.project)
+    settings = CellSettings.model_validate_json(settings_json)
+    outcome = run_cell(settings, job.folder(settings.cell_id()), storage=job.storage,
+                       tracking_uri=job.tracking_uri, parent_run_id=job.parent_run_id)
+    return outcome.model_dump_json()
+
+
+def run_ray(job: CellJob, cells: Sequence[CellSettings], *, address: str | None, cpus_per_cell: float,
+            on_idle: Callable[[], None]) -> None:
+    """Submit each unfinished cell as a Ray task to the cluster at ``address`` and wait for all of them."""
+    try:
+        import ray
+    except ImportError as exc:
+        raise ImportError("--executor ray needs Ray: pip install 'progopt[ray]'") from exc
+    ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+    task = ray.remote(num_cpus=cpus_per_cell, max_retries=3)(_ray_cell)
+    pending = [task.remote(job, c.model_dump_json()) for c in cells
+               if read_outcome(job.folder(c.cell_id())) is None]
+    while pending:
+        done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+        ray.get(done)
+        on_idle()

@@ -1,0 +1,130 @@
+"""A sweep's results from its stored cell outcomes: a Markdown and CSV table per group of cells that differ
+only by seed, and two plots (test score vs LM calls per program, test score vs cost per example).
+
+>>> rows = group_rows(outcomes(Path("out/sweeps/quickstart")))
+>>> write_report(Path("out/sweeps/quickstart"))
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optimizer.evaluate import bootstrap_ci
+from optimizer.sweep.cell import CellOutcome, read_outcome
+
+COLUMNS = ("program", "optimizer", "models", "budget", "seeds", "test score", "95% CI", "LM calls",
+           "cost / 1k ex (US$)", "p50 s", "p95 s", "validity", "compile s", "failed")
+
+
+def outcomes(output: Path) -> list[CellOutcome]:
+    """Every finished cell under ``output/cells``, in a stable order."""
+    found = [read_outcome(folder) for folder in sorted((output / "cells").glob("*")) if folder.is_dir()]
+    return [o for o in found if o is not None]
+
+
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
+    """One row per group (settings minus seed): means over seeds, the CI over every (seed, example) score."""
+    groups: dict[str, list[CellOutcome]] = defaultdict(list)
+    for cell in cells:
+        groups[cell.group].append(cell)
+    rows = []
+    for members in groups.values():
+        done = [c for c in members if c.state == "done" and c.test]
+        first = members[0].settings
+        scores = [s for c in done for s in c.test_scores]
+        low, high = bootstrap_ci(scores) if scores else (float("nan"), float("nan"))
+        rows.append({
+            "program": first.program.name, "optimizer": members[0].label.split("@")[0].split("[")[0],
+            "label": members[0].label, "models": ",".join(m.split("/")[-1] for m in first.models),
+            "budget": first.budget if first.optimizer in ("progopt", "GEPA") else None,
+            "seeds": len(done), "test score": _mean([c.test["score"] for c in done]), "ci": (low, high),
+            "LM calls": _mean([c.compile_calls for c in done]),
+            "cost / 1k ex (US$)": 1000 * _mean([c.test["cost_per_example"] for c in done]),
+            "p50 s": _mean([c.test["latency_p50_s"] for c in done]),
+            "p95 s": _mean([c.test["latency_p95_s"] for c in done]),
+            "validity": _mean([c.test["validity_rate"] for c in done]),
+            "compile s": _mean([c.compile_seconds for c in done]), "failed": len(members) - len(done),
+        })
+    return sorted(rows, key=lambda r: (r["program"], r["optimizer"], r["label"]))
+
+
+def _cells(row: dict[str, Any]) -> list[str]:
+    low, high = row["ci"]
+    fmt = lambda v, spec: "n/a" if v is None or v != v else format(v, spec)  # noqa: E731 - NaN-safe
+    return [row["program"], row["label"], row["models"], fmt(row["budget"], "d") if row["budget"] else "-",
+            str(row["seeds"]), fmt(row["test score"], ".3f"), f"[{fmt(low, '.3f')}, {fmt(high, '.3f')}]",
+            fmt(row["LM calls"], ".0f"), fmt(row["cost / 1k ex (US$)"], ".2e"), fmt(row["p50 s"], ".3f"),
+            fmt(row["p95 s"], ".3f"), fmt(row["validity"], ".0%"), fmt(row["compile s"], ".0f"), str(row["failed"])]
+
+
+def markdown(rows: list[dict[str, Any]], title: str) -> str:
+    header = "| " + " | ".join(COLUMNS) + " |\n|" + " --- |" * len(COLUMNS)
+    body = "\n".join("| " + " | ".join(_cells(r)) + " |" for r in rows)
+    note = ("Test score: mean over seeds; 95% CI: percentile bootstrap over every (seed, example) score. LM calls: "
+            "calls that reached a model during the compile (cache hits excluded), mean over seeds. Cost and latency: "
+            "the chosen program on the test split.")
+    return f"# {title}\n\n{header}\n{body}\n\n{note}\n"
+
+
+def csv_text(rows: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(COLUMNS)
+    writer.writerows(_cells(r) for r in rows)
+    return out.getvalue()
+
+
+def plot(rows: list[dict[str, Any]], path: Path) -> Path:
+    """Left: test score vs LM calls, one panel per program, one series per optimizer (budgets joined by a
+    line). Right: test score vs cost per example, every group."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    programs = sorted({r["program"] for r in rows})
+    fig, axes = plt.subplots(1, len(programs) + 1, figsize=(5 * (len(programs) + 1), 4), squeeze=False)
+    for ax, program in zip(axes[0], programs, strict=False):
+        series: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            if r["program"] == program:
+                series[r["optimizer"] if r["optimizer"] == "progopt" else r["label"]].append(r)
+        for name, points in sorted(series.items()):
+            points.sort(key=lambda r: r["LM calls"])
+            xs, ys = [p["LM calls"] for p in points], [p["test score"] for p in points]
+            errs = np.array([[y - p["ci"][0] for y, p in zip(ys, points, strict=True)],
+                             [p["ci"][1] - y for y, p in zip(ys, points, strict=True)]])
+            ax.errorbar(xs, ys, yerr=np.nan_to_num(errs), marker="o", capsize=3, label=name)
+        ax.set(title=program, xlabel="LM calls during the compile", ylabel="test score")
+        ax.legend(fontsize=7, loc="best")
+    ax = axes[0][-1]
+    for r in rows:
+        ax.scatter(r["cost / 1k ex (US$)"] / 1000, r["test score"], label=f"{r['program']} {r['label']}")
+    ax.set(title="quality vs cost", xlabel="cost per example (US$)", ylabel="test score")
+    ax.legend(fontsize=6, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_report(output: Path, title: str | None = None) -> dict[str, Path]:
+    """Rebuild ``report.md``, ``report.csv`` and ``report.png`` in ``output`` from its stored cells."""
+    rows = group_rows(outcomes(output))
+    title = title or f"Sweep {output.name}"
+    paths = {"md": output / "report.md", "csv": output / "report.csv", "png": output / "report.png"}
+    paths["md"].write_text(markdown(rows, title), encoding="utf-8")
+    paths["csv"].write_text(csv_text(rows), encoding="utf-8")
+    if rows:
+        plot(rows, paths["png"])
+    return paths

@@ -1,0 +1,126 @@
+"""Run a sweep file: expand its cells, open the sweep's MLflow parent run, run the unfinished cells on an
+executor with a live table, and write the report.
+
+>>> run_sweep("experiments/sweeps/quickstart.yaml", workers=1)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from optimizer.sweep.cell import STATUS, read_outcome
+from optimizer.sweep.config import CellSettings, SweepFile, load_sweep
+from optimizer.sweep.executors import CellJob, run_local, run_ray
+from optimizer.sweep.report import write_report
+
+EXPERIMENT = "progopt-sweeps"
+
+
+def output_folder(sweep: SweepFile, sweep_path: Path) -> Path:
+    return Path(sweep.output) if sweep.output else Path("out") / "sweeps" / sweep.name
+
+
+def _parent_run(tracking_uri: str, sweep: SweepFile, cells: Sequence[CellSettings]) -> str:
+    """The sweep's MLflow parent run: reopened by its name tag when the sweep is rerun."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri)
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment(EXPERIMENT)
+    found = client.search_runs([experiment_id], f"tags.`progopt.sweep` = '{sweep.name}' and "
+                               "tags.`progopt.kind` = 'sweep'", max_results=1)
+    if found:
+        client.update_run(found[0].info.run_id, status="RUNNING")
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=f"sweep {sweep.name}",
+                            tags={"progopt.kind": "sweep", "progopt.sweep": sweep.name})
+    client.log_param(run.info.run_id, "cells", len(cells))
+    return run.info.run_id
+
+
+def live_table(job: CellJob, cells: Sequence[CellSettings], started: float) -> Table:
+    """Each cell's state, LM calls, validation/test score and elapsed time; totals and an ETA."""
+    table = Table(title=f"sweep: {job.output}", show_lines=False)
+    for column in ("cell", "program", "optimizer", "seed", "state", "LM calls", "val", "test", "elapsed s"):
+        table.add_column(column)
+    finished, seconds, calls = 0, 0.0, 0
+    for cell in cells:
+        folder, outcome = job.folder(cell.cell_id()), read_outcome(job.folder(cell.cell_id()))
+        status = json.loads((folder / STATUS).read_text()) if (folder / STATUS).exists() else {}
+        if outcome is not None:
+            finished += 1
+            seconds += outcome.compile_seconds
+            calls += outcome.compile_calls
+            state, n, val = outcome.state, outcome.compile_calls, outcome.validation_score
+            test = (outcome.test or {}).get("score")
+            elapsed = outcome.compile_seconds
+        else:
+            state, n, val, test = status.get("state", "pending"), status.get("calls", 0), None, None
+            elapsed = time.time() - status["started"] if "started" in status else 0.0
+            calls += n
+        table.add_row(cell.cell_id(), cell.program.name, cell.label(), str(cell.seed), state, str(n),
+                      "-" if val is None else f"{val:.3f}", "-" if test is None else f"{test:.3f}", f"{elapsed:.0f}")
+    remaining = len(cells) - finished
+    eta = (time.time() - started) / max(finished, 1) * remaining if finished else float("nan")
+    table.caption = (f"{finished}/{len(cells)} cells finished, {calls} LM calls, "
+                     f"elapsed {time.time() - started:.0f} s, ETA {'?' if eta != eta else f'{eta:.0f} s'}")
+    return table
+
+
+def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", address: str | None = None,
+              cpus_per_cell: float = 1.0, storage: str | None = None, tracking_uri: str | None = None,
+              show_progress: bool = True) -> Path:
+    """Run every unfinished cell of the sweep file at ``path`` and write the report; returns the output folder.
+
+    ``storage``: an Optuna storage URL shared by every process and node (cell studies and the ledger; default:
+    SQLite files in the output folder). ``tracking_uri``: MLflow (default ``sqlite:///mlflow.db``; ``none``)."""
+    from optimizer.tracking.tracker import resolve_tracking_uri
+
+    sweep, cells = load_sweep(path)
+    output = output_folder(sweep, Path(path)).resolve()
+    output.mkdir(parents=True, exist_ok=True)
+    uri = tracking_uri if tracking_uri == "none" else resolve_tracking_uri(tracking_uri)
+    parent = _parent_run(uri, sweep, cells) if uri != "none" else None
+    cores = os.cpu_count() or 1
+    parallel = max(1, int(cores // cpus_per_cell)) if executor == "ray" else max(1, workers)
+    job = CellJob(output=output, project=Path.cwd().resolve(), storage=storage,
+                  ledger=storage or f"sqlite:///{output / 'sweep.db'}", ledger_name=f"sweep-{sweep.name}",
+                  tracking_uri=uri, parent_run_id=parent, threads=max(1, cores // min(parallel, cores)))
+    started = time.time()
+    console = Console(stderr=True)
+    with Live(get_renderable=lambda: live_table(job, cells, started), console=console, refresh_per_second=1,
+              transient=False) if show_progress else _Quiet() as live:
+        def on_idle() -> None:
+            if show_progress:
+                live.refresh()
+
+        if executor == "ray":
+            run_ray(job, cells, address=address, cpus_per_cell=cpus_per_cell, on_idle=on_idle)
+        else:
+            run_local(job, cells, workers, on_idle=on_idle)
+    paths = write_report(output, title=f"Sweep {sweep.name}")
+    if parent is not None:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(uri)
+        for file in paths.values():
+            if file.exists():
+                client.log_artifact(parent, str(file))
+        client.set_terminated(parent, "FINISHED")
+    return output
+
+
+class _Quiet:
+    def __enter__(self) -> _Quiet:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
