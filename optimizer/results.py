@@ -57,7 +57,7 @@ def describe(record: TrialRecord) -> str:
 
 def print_report(result: CompileResult) -> None:
     """Validation front and baselines, then the test split (when evaluated)."""
-    full = result.best_full()
+    full = result.best_records()
     front = {describe(full[k]) + (" *" if k == result.chosen else ""): full[k].summary for k in result.front}
     base = {describe(b): b.summary for b in result.baselines}
     print_table(evaluation_table("validation: Pareto front (* chosen) and baselines", {**front, **base}))
@@ -109,7 +109,7 @@ def markdown_report(result: CompileResult) -> str:
     (a key pasted into the data reaches the instructions and demos) are masked."""
     header = ("| variant | score | 95% CI | valid | cost/ex (US$) | p50 s | p95 s | LM calls |\n"
               "| --- | --- | --- | --- | --- | --- | --- | --- |")
-    full = result.best_full()
+    full = result.best_records()
     lines = [f"# Compile of `{result.program}`", "",
              f"seed {result.seed}; budget {result.budget}; spent {result.spent}; "
              f"{len(result.trials)} evaluations; search space size {result.space.size()}", "",

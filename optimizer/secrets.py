@@ -32,21 +32,22 @@ MIN_SECRET_LENGTH = 8  # shorter environment values ("1", "true") are left alone
 SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASS|PWD|AUTH|CRED|COOKIE|SESSION|PRIVATE|SIGNATURE", re.IGNORECASE)
 NOT_SECRET_ENV = re.compile(r"^(TOKENIZERS_PARALLELISM|.*_(PATH|DIR|FILE|HOME|URI_SCHEME|KEYRING_PROVIDER))$", re.I)
 SECRET_NAME = (r"(?:api[_-]?key|apikey|secret[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret|secret|"
-               r"password|passwd|pwd|pass|token|access[_-]?token|auth|authorization|credentials?|sig|signature|"
-               r"session|cookie|key)")
+               r"password|passwd|pwd|pass|token|access[_-]?token|auth|authorization|credentials?|sig|"
+               r"session|cookie|key)")  # not "signature": DSPy signatures are everywhere in our JSON
 SECRET_KEY_NAME = re.compile(r"(^|[_\-.])" + SECRET_NAME + r"$|^" + SECRET_NAME + "$", re.IGNORECASE)
 NOT_SECRET_KEY_NAME = re.compile(r"^(max_tokens|tokens?_(in|out)|.*_tokens|key_name|variant_key|sort_key)$",
                                  re.IGNORECASE)
 _CONTEXT = (
     # Authorization header values: the scheme and everything up to the end of the value.
     r"(?i:(?<![\w-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?P<header>[^\"'\n,;}]+)",
-    r"(?i:\b(?:bearer|basic|token|digest)\s+)(?P<scheme>[A-Za-z0-9._~+/\-]{8,}=*)",
+    r"(?i:\bbearer\s+)(?P<scheme>[A-Za-z0-9._~+/\-]{12,}=*)",  # outside a header: "basic"/"token" are English
     # URL and DSN user info: scheme://user:pass@host, scheme://token@host.
     r"(?P<userinfo>(?<=://)[^/\s:@\"']*(?::[^/\s@\"']*)?(?=@))",
     # DSN key/value form: password=... in "host=db password=pw".
     r"(?i:\b(?:password|passwd|pwd)\s*=\s*)(?P<dsn>[^\s\"',;&]+)",
     # Secret-named query parameters and key=value / "key": "value" pairs.
-    r"(?i:(?P<key>[\"']?[\w\-.]*" + SECRET_NAME + r"[\"']?)\s*[:=]\s*[\"']?)(?P<keyed>[^\s\"',;&}\]]+)",
+    r"(?i:(?P<key>(?<![A-Za-z0-9])[\"']?(?:[\w\-.]*[_\-.])?" + SECRET_NAME + r"[\"']?)\s*[:=]\s*[\"']?)"
+    r"(?P<keyed>[^\s\"',;&}\]{\[][^\s\"',;&}\]]*)",
 )
 _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/=_\-])")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")

@@ -71,6 +71,11 @@ class CompileResult(BaseModel):
         """The full-validation record of each variant that has one (latest wins)."""
         return {t.variant_key: t for t in self.trials if t.stage == "full"}
 
+    def best_records(self) -> dict[str, TrialRecord]:
+        """Each variant's most complete record: its full-validation one, else its latest minibatch one (a
+        compile whose budget ran out before any promotion has a front of minibatch records)."""
+        return {**{t.variant_key: t for t in self.trials if t.stage == "minibatch"}, **self.best_full()}
+
     def chosen_steps(self) -> dict[str, StepConfig]:
         return next(t.steps for t in [*self.trials, *self.baselines] if t.variant_key == self.chosen)
 

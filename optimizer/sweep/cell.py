@@ -155,7 +155,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     write_json(folder / "result.json", json.loads(result.model_dump_json()))
     (folder / "report.md").write_text(markdown_report(result), encoding="utf-8")
     chosen = load_artifact(artifact, program=task.program_class)
-    full = result.best_full().get(result.chosen)
+    full = result.best_records().get(result.chosen)
     return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
             "compile_seconds": compile_seconds, "chosen": result.chosen,
             "validation_score": full.summary["score"] if full else None}

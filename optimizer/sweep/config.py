@@ -36,6 +36,7 @@ DSPY_OPTIMIZERS = ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRa
 Optimizer = Literal["progopt", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2",
                     "GEPA"]
 DEFAULT_MODELS = ("local/smollm2-135m", "local/gemma3-270m")
+PLACEHOLDER = {"ref": "program.py:Program"}  # lets one entry's values be validated on their own
 
 
 class SweepConfigError(ProgoptError, ValueError):
@@ -189,6 +190,7 @@ def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def _key_path(loc: tuple[Any, ...]) -> str:
+    """``("matrix", "seed", 1)`` -> ``matrix.seed[1]``."""
     return "".join(f"[{k}]" if isinstance(k, int) else (f".{k}" if i else str(k)) for i, k in enumerate(loc))
 
 
@@ -215,31 +217,25 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
         raise SweepConfigError(path, _key_path(loc), _line(node, loc), first["msg"]) from None
-    entries = [("defaults", sweep.defaults)] + [(f"include[{i}]", e) for i, e in enumerate(sweep.include)]
-    entries += [(f"matrix.{axis}[{i}]", {axis: v}) for axis, values in sweep.matrix.items()
-                for i, v in enumerate(values)]
+    entries = [(("defaults",), sweep.defaults)] + [(("include", i), e) for i, e in enumerate(sweep.include)]
+    entries += [(("exclude", i), e) for i, e in enumerate(sweep.exclude)]
+    entries += [(("matrix", axis, i), {axis: v}) for axis, values in sweep.matrix.items() for i, v in enumerate(values)]
+    for at, entry in entries:  # each value on its own first, so an error points at the value that is wrong
+        try:
+            CellSettings(**{"program": PLACEHOLDER, **entry})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            loc = (*at, *first["loc"][1:]) if at[0] == "matrix" else (*at, *first["loc"])
+            raise SweepConfigError(path, _key_path(loc), _line(node, loc), first["msg"]) from None
     try:
         cells = sweep.cells()
-    except ValidationError as exc:
+    except ValidationError as exc:  # a combination: e.g. no program anywhere
         first = exc.errors()[0]
-        key = str(first["loc"][0]) if first["loc"] else ""
-        where = next((name for name, entry in entries if key in entry), "defaults")
-        loc = (*_split(where), *first["loc"][1:])
-        raise SweepConfigError(path, f"{where}.{_key_path(first['loc'])}", _line(node, loc), first["msg"]) from None
+        raise SweepConfigError(path, _key_path(tuple(first["loc"])), _line(node, ("matrix",)),
+                               f"{first['msg']} (in the combined settings of a cell)") from None
     if not cells:
         raise SweepConfigError(path, "matrix", _line(node, ("matrix",)), "the sweep has no cells")
     return sweep, cells
-
-
-def _split(where: str) -> tuple[Any, ...]:
-    """``matrix.seed[1]`` -> ``("matrix", "seed", 1)``."""
-    parts: list[Any] = []
-    for piece in where.replace("]", "").split("."):
-        name, _, index = piece.partition("[")
-        parts.append(name)
-        if index:
-            parts.append(int(index))
-    return tuple(parts)
 
 
 def json_schema() -> dict[str, Any]:

@@ -4,7 +4,7 @@
   on the sweep's *ledger* study, in which every unfinished cell is an enqueued trial carrying its id.
   Optuna pops each waiting trial exactly once (also across ``progopt sweep`` processes sharing a
   PostgreSQL ``--storage``); its heartbeat fails the trial of a killed process after a grace period and
-  ``RetryFailedTrialCallback`` re-enqueues it, so a rerun or another worker picks it up and the cell resumes
+  ``RetryHeartbeatStaleTrialCallback`` re-enqueues it, so a rerun or another worker picks it up and the cell resumes
   from its own study. Should two trials ever carry one cell (two processes enqueueing at once), the one with
   the lowest number runs it and the others are pruned.
 - **Ray** (``--executor ray``): each unfinished cell is a Ray task (``num_cpus`` each, retried if its node
@@ -51,11 +51,15 @@ class CellJob:
 
 def ledger_storage(url: str):  # noqa: ANN201 - optuna.storages.RDBStorage
     """The ledger's Optuna storage, with heartbeats and retries of the trials of dead processes."""
-    import optuna
-    from optuna.storages import RetryFailedTrialCallback
+    import warnings
 
-    return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                      failed_trial_callback=RetryFailedTrialCallback(max_retry=None))
+    import optuna
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5: the feature we rely on
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
 
 
 def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
@@ -73,6 +77,8 @@ def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
 
 def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
     """One worker: claim and run cells from the ledger until every cell of ``cells`` is finished."""
+    import warnings
+
     import optuna
     from optuna.trial import TrialState
 
@@ -97,9 +103,13 @@ def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if not any(t.user_attrs.get("cell") in cells for t in waiting):
             time.sleep(IDLE_WAIT_S)  # another process runs the rest, or a dead one's trial awaits its grace period
-            optuna.storages.fail_stale_trials(study)  # a dead process's trial fails; its retry is enqueued
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(study)  # a dead process's trial fails; its retry is enqueued
             continue
-        study.optimize(objective, n_trials=1, catch=())
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.optimize(objective, n_trials=1, catch=())
 
 
 def run_local(job: CellJob, cells: Sequence[CellSettings], workers: int, *, on_idle: Callable[[], None]) -> None:

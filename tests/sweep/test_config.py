@@ -1,0 +1,77 @@
+"""The sweep file: expansion (matrix, include, exclude, one DSPy cell per model), stable cell ids, the shipped
+JSON Schema, and errors that name the key path and line before anything runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from optimizer.cli import main
+from optimizer.sweep.config import SweepConfigError, json_schema, load_sweep
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_the_quickstart_sweep_expands_to_twelve_cells_with_stable_ids():
+    _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "quickstart.yaml")
+    _, again = load_sweep(ROOT / "experiments" / "sweeps" / "quickstart.yaml")
+    assert len(cells) == 12 and [c.cell_id() for c in cells] == [c.cell_id() for c in again]
+    dspy = [c for c in cells if c.optimizer == "LabeledFewShot"]
+    assert len(dspy) == 8 and all(len(c.models) == 1 for c in dspy)  # one DSPy cell per pool model
+    assert len({c.cell_id() for c in cells}) == 12 and len({c.group() for c in cells}) == 6  # seeds share a group
+
+
+def test_include_adds_and_exclude_drops_and_editing_keeps_other_ids(tmp_path):
+    base = """name: t
+defaults: {budget: 50}
+matrix:
+  program: [{ref: programs/sentiment.py:Sentiment}, {ref: programs/news.py:NewsTopic}]
+  seed: [0, 1]
+"""
+    _, cells = load_sweep(_write(tmp_path, base))
+    edited = base + """exclude: [{program: {ref: programs/news.py:NewsTopic}, seed: 1}]
+include: [{program: {ref: programs/sentiment.py:Sentiment}, optimizer: MIPROv2, models: [local/gemma3-270m]}]
+"""
+    _, more = load_sweep(_write(tmp_path, edited))
+    ids = {c.cell_id() for c in cells}
+    assert len(more) == 4 and len(ids & {c.cell_id() for c in more}) == 3
+    assert any(c.optimizer == "MIPROv2" for c in more)
+
+
+@pytest.mark.parametrize(("text", "key_path", "line"), [
+    ("name: t\nmatrix:\n  seed: [0, -1]\n  program: [{ref: a.py:A}]\n", "matrix.seed[1]", 3),
+    ("name: t\ndefaults:\n  budget: 10\n  formats: [json, xml]\nmatrix: {program: [{ref: a.py:A}]}\n",
+     "defaults.formats[1]", 4),
+    ("name: t\ndefaults: {buget: 10}\nmatrix: {program: [{ref: a.py:A}]}\n", "defaults", 2),
+    ("name: t\nmatrix: {program: [{ref: a.py:A}]}\ninclude:\n  - {program: {ref: a.py:A}, strategies: [sc1]}\n",
+     "include[0].strategies", 4),
+    ("name: t\nmatrix: {program: [{ref: a.py:A}]}\nworkers: 3\n", "workers", 3),
+    ("name: t\nmatrix: {program: [{ref: a.py:A}]\n", "", 3),
+    ("name: t\nmatrix: {seed: [1]}\n", "program", 2),
+])
+def test_a_bad_file_names_the_key_path_and_line(tmp_path, text, key_path, line):
+    path = _write(tmp_path, text)
+    with pytest.raises(SweepConfigError) as info:
+        load_sweep(path)
+    assert info.value.key_path == key_path and info.value.line == line
+    assert str(info.value).startswith(f"{path}:{line}: ")
+
+
+def test_the_cli_refuses_a_bad_file_before_running_anything(tmp_path, capsys):
+    path = _write(tmp_path, "name: t\noutput: " + str(tmp_path / "out") + "\nmatrix: {seed: [x]}\n")
+    assert main(["sweep", str(path), "--tracking-uri", "none"]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}:3: matrix.seed[0]" in err and not (tmp_path / "out").exists()
+
+
+def test_the_shipped_json_schema_is_the_models_schema():
+    shipped = json.loads((ROOT / "schemas" / "sweep.v1.schema.json").read_text(encoding="utf-8"))
+    assert shipped == json.loads(json.dumps(json_schema()))
