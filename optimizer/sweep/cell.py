@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from optimizer.sweep.config import CellSettings
 
-OUTCOME, STATUS, SETTINGS = "outcome.json", "status.json", "settings.json"
+OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
 
 
 class CellOutcome(BaseModel):
@@ -73,9 +73,11 @@ def _status(folder: Path, started: float, calls: int, state: str = "running") ->
 
 
 def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None, tracking_uri: str | None = None,
-             experiment: str = "progopt-sweeps", parent_run_id: str | None = None) -> CellOutcome:
+             experiment: str = "progopt-sweeps", parent_run_id: str | None = None, worker: str = "local"
+             ) -> CellOutcome:
     """Run one cell into ``folder`` (skipped if already finished) and return its outcome. Never raises for a
-    failure of the cell's own work: that is a ``failed`` outcome with the error (interrupts propagate)."""
+    failure of the cell's own work: that is a ``failed`` outcome with the error (interrupts propagate).
+    Each start is appended to ``runs.jsonl`` (pid, ``worker``, time): a resumed cell has two lines."""
     from optimizer import runtime
 
     done = read_outcome(folder)
@@ -85,6 +87,8 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / SETTINGS, settings.model_dump(mode="json"))
     started = time.time()
+    with open(folder / RUNS, "a", encoding="utf-8") as fh:
+        fh.write(json.dumps({"pid": os.getpid(), "worker": worker, "started": started}) + "\n")
     _status(folder, started, 0)
     base = {"cell_id": settings.cell_id(), "group": settings.group(), "label": settings.label(),
             "settings": settings}

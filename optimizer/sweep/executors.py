@@ -6,7 +6,8 @@
   PostgreSQL ``--storage``); its heartbeat fails the trial of a killed process after a grace period and
   ``RetryHeartbeatStaleTrialCallback`` re-enqueues it, so a rerun or another worker picks it up and the cell resumes
   from its own study. Should two trials ever carry one cell (two processes enqueueing at once), the one with
-  the lowest number runs it and the others are pruned.
+  the lowest number runs it and the others are pruned. A cell is finished when its ``outcome.json`` exists,
+whatever the ledger says, so a finished cell is never run again.
 - **Ray** (``--executor ray``): each unfinished cell is a Ray task (``num_cpus`` each, retried if its node
   dies); the stable cell id makes a retried task resume instead of restart.
 
@@ -91,8 +92,7 @@ def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
         cell = trial.user_attrs.get("cell")
         if cell is None or cell not in cells:
             raise optuna.TrialPruned("no cell was waiting")
-        rivals = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING,
-                                                          TrialState.COMPLETE))
+        rivals = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if any(t.user_attrs.get("cell") == cell and t.number < trial.number for t in rivals):
             raise optuna.TrialPruned(f"cell {cell} is claimed by an earlier trial")
         outcome = run_cell(cells[cell], job.folder(cell), storage=job.storage, tracking_uri=job.tracking_uri,
@@ -106,6 +106,7 @@ def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 optuna.storages.fail_stale_trials(study)  # a dead process's trial fails; its retry is enqueued
+            enqueue(job, list(cells.values()))  # and a cell with no live trial at all goes back on the ledger
             continue
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -135,7 +136,7 @@ def _ray_cell(job: CellJob, settings_json: str) -> str:
     os.chdir(job.project)
     settings = CellSettings.model_validate_json(settings_json)
     outcome = run_cell(settings, job.folder(settings.cell_id()), storage=job.storage,
-                       tracking_uri=job.tracking_uri, parent_run_id=job.parent_run_id)
+                       tracking_uri=job.tracking_uri, parent_run_id=job.parent_run_id, worker="ray")
     return outcome.model_dump_json()
 
 
