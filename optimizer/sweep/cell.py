@@ -42,6 +42,7 @@ class CellOutcome(BaseModel):
     compile_calls: int = 0
     compile_seconds: float = 0.0
     chosen: str | None = None
+    run_id: str | None = None  # the progopt compile's MLflow run
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -107,9 +108,33 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
 
         outcome = CellOutcome(**base, state="failed", error=SecretDetector().mask(f"{type(exc).__name__}: {exc}"),
                               compile_seconds=time.time() - started)
+    if tracking_uri != "none":
+        _log_run(outcome, tracking_uri, experiment, parent_run_id)
     write_json(folder / OUTCOME, outcome.model_dump(mode="json"))
     _status(folder, started, outcome.compile_calls, outcome.state)
     return outcome
+
+
+def _log_run(outcome: CellOutcome, tracking_uri: str | None, experiment: str, parent_run_id: str | None) -> None:
+    """The cell's MLflow run, nested under the sweep's: the compile's own run for a progopt cell (its variants
+    are nested under it), a new run for a DSPy cell; tagged with the settings, with the test metrics."""
+    from mlflow import MlflowClient
+
+    from optimizer.tracking.tracker import resolve_tracking_uri
+
+    client = MlflowClient(resolve_tracking_uri(tracking_uri))
+    run_id = outcome.run_id
+    if run_id is None:
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = found.experiment_id if found else client.create_experiment(experiment)
+        run_id = client.create_run(experiment_id, run_name=f"cell {outcome.label}",
+                                   tags=_tags(outcome.settings, parent_run_id)).info.run_id
+    metrics = {f"test_{k}": float(v) for k, v in (outcome.test or {}).items() if isinstance(v, int | float)}
+    metrics.update(compile_calls=outcome.compile_calls, compile_seconds=outcome.compile_seconds)
+    for key, value in metrics.items():
+        client.log_metric(run_id, key, value)
+    client.set_tag(run_id, "progopt.cell_state", outcome.state)
+    client.set_terminated(run_id, "FINISHED" if outcome.state == "done" else "FAILED")
 
 
 def _test_fields(program: Any, test: list, metric: Any, **context: Any) -> dict[str, Any]:
@@ -161,7 +186,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     chosen = load_artifact(artifact, program=task.program_class)
     full = result.best_records().get(result.chosen)
     return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
-            "compile_seconds": compile_seconds, "chosen": result.chosen,
+            "compile_seconds": compile_seconds, "chosen": result.chosen, "run_id": result.tracking_run_id,
             "validation_score": full.summary["score"] if full else None}
 
 
