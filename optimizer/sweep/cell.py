@@ -89,7 +89,8 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     write_json(folder / SETTINGS, settings.model_dump(mode="json"))
     started = time.time()
     with open(folder / RUNS, "a", encoding="utf-8") as fh:
-        fh.write(json.dumps({"pid": os.getpid(), "worker": worker, "started": started}) + "\n")
+        fh.write(json.dumps({"pid": os.getpid(), "worker": worker, "started": started,
+                             "threads": os.environ.get("PROGOPT_THREADS")}) + "\n")
     _status(folder, started, 0)
     base = {"cell_id": settings.cell_id(), "group": settings.group(), "label": settings.label(),
             "settings": settings}

@@ -77,15 +77,19 @@ def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
 
 
 def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
-    """One worker: claim and run cells from the ledger until every cell of ``cells`` is finished."""
+    """A worker process: its share of the cores, the project as working directory, then :func:`claim_and_run`."""
+    os.environ["PROGOPT_THREADS"] = str(job.threads)
+    os.chdir(job.project)
+    claim_and_run(job, cells)
+
+
+def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
+    """Claim and run cells from the ledger until every cell of ``cells`` is finished."""
     import warnings
 
     import optuna
     from optuna.trial import TrialState
 
-    os.environ["PROGOPT_THREADS"] = str(job.threads)
-    os.chdir(job.project)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name=job.ledger_name, storage=ledger_storage(job.ledger))
 
     def objective(trial: optuna.Trial) -> float:
@@ -119,7 +123,7 @@ def run_local(job: CellJob, cells: Sequence[CellSettings], workers: int, *, on_i
     enqueue(job, cells)
     by_id = {c.cell_id(): c for c in cells}
     if workers <= 1:
-        work(job, by_id)
+        claim_and_run(job, by_id)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(work, job, by_id) for _ in range(workers)]

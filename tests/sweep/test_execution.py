@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from optimizer.cli import main
 from optimizer.sweep.config import load_sweep
 from optimizer.sweep.report import outcomes
 from optimizer.sweep.run import run_sweep
@@ -75,6 +76,10 @@ def test_a_sweep_killed_midway_resumes_with_no_cell_run_twice_or_lost(tmp_path):
             assert 1 <= len(_runs(folder)) <= 2  # the interrupted cell resumed (its study kept its trials)
     assert all(o.state == "done" for o in outcomes(tmp_path / "killed"))
     assert (tmp_path / "killed" / "report.md").exists() and (tmp_path / "killed" / "report.png").exists()
+    (tmp_path / "killed" / "report.md").unlink()
+    assert main(["sweep", "report", str(tmp_path / "killed")]) == 0  # rebuilt from the stored cells
+    table = (tmp_path / "killed" / "report.md").read_text()
+    assert "progopt@30" in table and "LabeledFewShot[gemma3-270m]" in table
 
 
 def test_two_processes_on_one_postgres_storage_split_the_cells(tmp_path, postgres):  # noqa: F811
@@ -125,3 +130,15 @@ def test_a_ray_cluster_runs_the_cells_and_gives_the_local_results(tmp_path, monk
     parents = {r.data.tags.get("mlflow.parentRunId") for r in children}
     assert len(children) == 4 and parents == {r.info.run_id for r in sweeps}
     assert all("cell.optimizer" in r.data.tags for r in children)
+
+
+def test_local_workers_run_cells_in_separate_processes_with_split_threads(tmp_path, monkeypatch):
+    matrix = {"program": [{"ref": "programs/sentiment.py:Sentiment"}], "optimizer": ["LabeledFewShot"], "seed": [0]}
+    for key, value in _env(tmp_path).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.chdir(ROOT)
+    out = run_sweep(_sweep(tmp_path, "workers", matrix), workers=2, tracking_uri="none", show_progress=False)
+    runs = [_runs(f) for f in (out / "cells").iterdir()]
+    assert len(runs) == 2 and all(len(r) == 1 and r[0]["pid"] != os.getpid() for r in runs)
+    assert all(int(r[0]["threads"]) * 2 <= max(os.cpu_count() or 1, 2) for r in runs)  # workers x threads <= cores
+    assert all(o.state == "done" for o in outcomes(out))
