@@ -38,9 +38,11 @@ def _larger_model(settings: CellSettings, task: Any) -> dspy.LM:
 
 
 def make_optimizer(settings: CellSettings, task: Any, lm: dspy.LM) -> tuple[Any, dict[str, Any]]:
-    """The DSPy teleprompter a cell names, with the sweep's defaults under its ``optimizer_args``, and the
-    keyword arguments of its ``compile``."""
+    """The DSPy teleprompter a cell names (None for ``ZeroShot``), with the sweep's defaults under its
+    ``optimizer_args``, and how to call its ``compile``."""
     name, args, metric = settings.optimizer, dict(settings.optimizer_args), task.metric
+    if name == "ZeroShot":
+        return None, {}
     if name == "LabeledFewShot":
         return dspy.LabeledFewShot(**{"k": LABELED_K, **args}), {}
     if name == "BootstrapFewShot":
@@ -73,7 +75,7 @@ def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list
     calls_before, started = METER.calls, time.time()
     with dspy.context(lm=lm, adapter=_adapter(settings)):
         kwargs = {"trainset": train, **({"valset": val} if how.get("val") else {}), **how.get("kw", {})}
-        compiled = optimizer.compile(task.program_class(), **kwargs)
+        compiled = optimizer.compile(task.program_class(), **kwargs) if optimizer else task.program_class()
     calls, seconds = METER.calls - calls_before, time.time() - started
     compiled.save(str(folder / "dspy_program.json"))
     return compiled, calls, seconds

@@ -80,6 +80,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     failure of the cell's own work: that is a ``failed`` outcome with the error (interrupts propagate).
     Each start is appended to ``runs.jsonl`` (pid, ``worker``, time): a resumed cell has two lines."""
     from optimizer import runtime
+    from optimizer.accounting import METER
 
     done = read_outcome(folder)
     if done is not None:
@@ -101,8 +102,13 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
         val = task.load(p.val or "val", settings.val_limit)
         test = task.load(p.test or "test", settings.test_limit)
         runner = _progopt if settings.optimizer == "progopt" else _dspy
-        fields = runner(settings, folder, task, train, val, test, storage=storage, tracking_uri=tracking_uri,
-                        experiment=experiment, parent_run_id=parent_run_id, started=started)
+        refresh = _Refresh(folder, started)
+        METER.listeners.append(refresh)
+        try:
+            fields = runner(settings, folder, task, train, val, test, storage=storage, tracking_uri=tracking_uri,
+                            experiment=experiment, parent_run_id=parent_run_id, started=started)
+        finally:
+            METER.listeners.remove(refresh)
         outcome = CellOutcome(**base, state="done", **fields)
     except Exception as exc:  # noqa: BLE001 - a failed cell is a recorded outcome; the sweep goes on
         from optimizer.secrets import SecretDetector
@@ -157,7 +163,6 @@ def _tags(settings: CellSettings, parent_run_id: str | None) -> dict[str, str]:
 def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, *,
              storage: str | None, tracking_uri: str | None, experiment: str, parent_run_id: str | None,
              started: float) -> dict[str, Any]:
-    from optimizer.accounting import METER
     from optimizer.artifact import load_artifact, save_result
     from optimizer.results import markdown_report
     from optimizer.search.compile import compile
@@ -169,17 +174,13 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
 
         observer = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, log_model=False,
                                  tags=_tags(settings, parent_run_id))
-    refresh = _Refresh(folder, started)
-    METER.listeners.append(refresh)
-    try:
-        result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
-                         budget=Budget(calls=settings.budget, seconds=settings.budget_seconds), seed=settings.seed,
-                         storage=storage or f"sqlite:///{folder / 'study.db'}", study_name=f"cell-{settings.cell_id()}",
-                         strategy=settings.search, formats=settings.formats, strategies=settings.strategies,
-                         minibatch=settings.minibatch, program_ref=settings.program.ref, observer=observer,
-                         show_progress=False)
-    finally:
-        METER.listeners.remove(refresh)
+    calls = matched_budget(settings, folder.parent) if settings.budget_from else settings.budget
+    result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
+                     budget=Budget(calls=calls, seconds=settings.budget_seconds), seed=settings.seed,
+                     storage=storage or f"sqlite:///{folder / 'study.db'}", study_name=f"cell-{settings.cell_id()}",
+                     strategy=settings.search, formats=settings.formats, strategies=settings.strategies,
+                     minibatch=settings.minibatch, program_ref=settings.program.ref, observer=observer,
+                     show_progress=False)
     compile_seconds = time.time() - started
     artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)
     write_json(folder / "result.json", json.loads(result.model_dump_json()))
@@ -189,6 +190,28 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
             "compile_seconds": compile_seconds, "chosen": result.chosen, "run_id": result.tracking_run_id,
             "validation_score": full.summary["score"] if full else None}
+
+
+def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) -> int:
+    """The LM-call budget ``budget_from`` asks for: the largest mean (over seeds) of the compile calls any DSPy
+    optimizer used on this program in this sweep, times ``budget_fraction``. Waits until those cells are
+    finished (they are enqueued first); refuses when the sweep has none."""
+    from optimizer.sweep.config import load_cells_settings
+
+    peers = [s for s in load_cells_settings(cells.parent) if s.program == settings.program
+             and s.optimizer not in ("progopt", "ZeroShot")]
+    if not peers:
+        raise ValueError(f"budget_from: the sweep runs no DSPy optimizer on {settings.program.ref}")
+    while True:
+        done = [read_outcome(cells / p.cell_id()) for p in peers]
+        if all(o is not None for o in done):
+            break
+        time.sleep(wait_s)
+    by_optimizer: dict[str, list[int]] = {}
+    for outcome in done:
+        by_optimizer.setdefault(outcome.settings.optimizer, []).append(outcome.compile_calls)  # type: ignore[union-attr]
+    largest = max(sum(calls) / len(calls) for calls in by_optimizer.values())
+    return max(1, round(largest * settings.budget_fraction))
 
 
 class _Refresh:

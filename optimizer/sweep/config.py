@@ -12,10 +12,12 @@ exclude: [{program: {ref: programs/news.py:NewsTopic}, optimizer: LabeledFewShot
 include: [{optimizer: MIPROv2, optimizer_args: {auto: light}}]
 ```
 
-Expansion, like a CI matrix: the product of the ``matrix`` axes over ``defaults``; ``exclude`` entries drop
-every cell whose settings contain all of the entry's; ``include`` entries are added as cells of their own
-(over ``defaults``). A DSPy optimizer runs on one model at a time: a DSPy cell with several pool models
-becomes one cell per model. A bad file is refused before anything runs, naming the key path and line.
+Expansion, like a CI matrix: the product of the ``matrix`` axes over ``defaults`` (an axis named ``variant``
+holds mappings of settings that go together, e.g. ``{optimizer: progopt, budget_from: dspy-max}``);
+``exclude`` entries drop every cell whose settings contain all of the entry's; ``include`` entries are added
+as cells of their own (over ``defaults``). A DSPy optimizer runs on one model at a time: a DSPy cell with
+several pool models becomes one cell per model. A bad file is refused before anything runs, naming the key
+path and line.
 """
 
 from __future__ import annotations
@@ -32,11 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from optimizer.errors import ProgoptError
 from optimizer.space.variant import Format, strategy_settings
 
-DSPY_OPTIMIZERS = ("LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2", "GEPA")
-Optimizer = Literal["progopt", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch", "MIPROv2",
-                    "GEPA"]
+# "ZeroShot" is the unoptimized program on one model (DSPy's adapter, constrained output): the floor.
+Optimizer = Literal["progopt", "ZeroShot", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch",
+                    "MIPROv2", "GEPA"]
 DEFAULT_MODELS = ("local/smollm2-135m", "local/gemma3-270m")
 PLACEHOLDER = {"ref": "program.py:Program"}  # lets one entry's values be validated on their own
+# A matrix axis whose values are mappings of settings that go together (optimizer with its budget rule).
+VARIANT_AXIS = "variant"
 
 
 class SweepConfigError(ProgoptError, ValueError):
@@ -77,6 +81,10 @@ class CellSettings(BaseModel):
     models: tuple[str, ...] = DEFAULT_MODELS
     budget: int = Field(300, gt=0, le=1_000_000,
                         description="LM calls of the compile (progopt; GEPA's max_metric_calls)")
+    budget_from: Literal["dspy-max"] | None = Field(
+        None, description="progopt cells: instead of `budget`, the largest mean LM calls any DSPy optimizer used on "
+        "the same program in this sweep (times `budget_fraction`); those cells run first")
+    budget_fraction: float = Field(1.0, gt=0, le=10)
     budget_seconds: float | None = Field(None, gt=0)
     formats: tuple[Format, ...] = ("json", "compact")
     strategies: tuple[str, ...] = ("direct",)
@@ -117,6 +125,8 @@ class CellSettings(BaseModel):
 
     def label(self) -> str:
         """A short human name: optimizer (with its model for DSPy cells) and budget."""
+        if self.optimizer == "progopt" and self.budget_from:
+            return f"progopt@{self.budget_fraction:g}x{self.budget_from}"
         if self.optimizer == "progopt":
             return f"progopt@{self.budget}"
         return f"{self.optimizer}[{self.models[0].split('/')[-1]}]"
@@ -140,7 +150,7 @@ class SweepFile(BaseModel):
     def _known_keys(cls, value: Any) -> Any:
         entries = value if isinstance(value, list) else [value]
         for entry in entries:
-            unknown = sorted(set(entry) - set(CellSettings.model_fields))
+            unknown = sorted(set(entry) - set(CellSettings.model_fields) - {VARIANT_AXIS})
             if unknown:
                 raise ValueError(f"unknown setting {unknown[0]!r} (settings: {', '.join(CellSettings.model_fields)})")
         return value
@@ -148,7 +158,7 @@ class SweepFile(BaseModel):
     def cells(self) -> list[CellSettings]:
         """The expanded cells, in file order, without duplicates."""
         axes = list(self.matrix)
-        combos = [dict(zip(axes, values, strict=True)) for values in itertools.product(*self.matrix.values())]
+        combos = [_flatten(dict(zip(axes, values, strict=True))) for values in itertools.product(*self.matrix.values())]
         combos = [c for c in combos if not any(_contains(c, e) for e in self.exclude)]
         cells: dict[str, CellSettings] = {}
         for combo in [*combos, *self.include]:
@@ -156,6 +166,14 @@ class SweepFile(BaseModel):
             for cell in _per_model(settings):
                 cells.setdefault(cell.cell_id(), cell)
         return list(cells.values())
+
+
+def _flatten(combo: dict[str, Any]) -> dict[str, Any]:
+    """A combination with its ``variant`` value (a mapping of settings) merged in."""
+    variant = combo.pop(VARIANT_AXIS, None)
+    if variant is not None and not isinstance(variant, dict):
+        raise ValueError(f"each `{VARIANT_AXIS}` value is a mapping of settings")
+    return {**combo, **(variant or {})}
 
 
 def _contains(combo: dict[str, Any], entry: dict[str, Any]) -> bool:
@@ -219,13 +237,14 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
         raise SweepConfigError(path, _key_path(loc), _line(node, loc), first["msg"]) from None
     entries = [(("defaults",), sweep.defaults)] + [(("include", i), e) for i, e in enumerate(sweep.include)]
     entries += [(("exclude", i), e) for i, e in enumerate(sweep.exclude)]
-    entries += [(("matrix", axis, i), {axis: v}) for axis, values in sweep.matrix.items() for i, v in enumerate(values)]
+    entries += [(("matrix", axis, i), v if axis == VARIANT_AXIS and isinstance(v, dict) else {axis: v})
+                for axis, values in sweep.matrix.items() for i, v in enumerate(values)]
     for at, entry in entries:  # each value on its own first, so an error points at the value that is wrong
         try:
             CellSettings(**{"program": PLACEHOLDER, **entry})
         except ValidationError as exc:
             first = exc.errors()[0]
-            loc = (*at, *first["loc"][1:]) if at[0] == "matrix" else (*at, *first["loc"])
+            loc = (*at, *first["loc"][1:]) if at[0] == "matrix" and at[1] != VARIANT_AXIS else (*at, *first["loc"])
             raise SweepConfigError(path, _key_path(loc), _line(node, loc), first["msg"]) from None
     try:
         cells = sweep.cells()
@@ -236,6 +255,20 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
     if not cells:
         raise SweepConfigError(path, "matrix", _line(node, ("matrix",)), "the sweep has no cells")
     return sweep, cells
+
+
+CELLS_FILE = "cells.json"
+
+
+def load_cells_settings(output: Path) -> list[CellSettings]:
+    """Every cell of the sweep whose output folder is ``output`` (the driver writes ``cells.json`` first)."""
+    data = json.loads((output / CELLS_FILE).read_text(encoding="utf-8"))
+    return [CellSettings.model_validate(item) for item in data]
+
+
+def run_order(cells: list[CellSettings]) -> list[CellSettings]:
+    """Cells in the order they are queued: those whose budget depends on other cells last."""
+    return sorted(cells, key=lambda c: c.budget_from is not None)
 
 
 def json_schema() -> dict[str, Any]:

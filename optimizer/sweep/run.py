@@ -16,8 +16,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from optimizer.sweep.cell import STATUS, read_outcome
-from optimizer.sweep.config import CellSettings, SweepFile, load_sweep
+from optimizer.sweep.cell import STATUS, read_outcome, write_json
+from optimizer.sweep.config import CELLS_FILE, CellSettings, SweepFile, load_sweep, run_order
 from optimizer.sweep.executors import CellJob, run_local, run_ray
 from optimizer.sweep.report import write_report
 
@@ -85,8 +85,10 @@ def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", ad
     from optimizer.tracking.tracker import resolve_tracking_uri
 
     sweep, cells = load_sweep(path)
+    cells = run_order(cells)
     output = output_folder(sweep, Path(path)).resolve()
     output.mkdir(parents=True, exist_ok=True)
+    write_json(output / CELLS_FILE, [c.model_dump(mode="json") for c in cells])
     uri = tracking_uri if tracking_uri == "none" else resolve_tracking_uri(tracking_uri)
     parent = _parent_run(uri, sweep, cells) if uri != "none" else None
     cores = os.cpu_count() or 1

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from optimizer.cli import main
-from optimizer.sweep.config import SweepConfigError, json_schema, load_sweep
+from optimizer.sweep.config import SweepConfigError, json_schema, load_sweep, run_order
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,6 +44,14 @@ include: [{program: {ref: programs/sentiment.py:Sentiment}, optimizer: MIPROv2, 
     ids = {c.cell_id() for c in cells}
     assert len(more) == 4 and len(ids & {c.cell_id() for c in more}) == 3
     assert any(c.optimizer == "MIPROv2" for c in more)
+
+
+def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_matched_budgets():
+    _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
+    progopt = [c for c in cells if c.optimizer == "progopt"]
+    assert len(cells) == 180 and len(progopt) == 30 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
+    assert all(c.budget_from == "dspy-max" and c.label().startswith("progopt@") for c in progopt)
+    assert run_order(cells)[-1].optimizer == "progopt"  # matched budgets run after the DSPy cells
 
 
 @pytest.mark.parametrize(("text", "key_path", "line"), [
