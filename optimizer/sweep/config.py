@@ -112,15 +112,16 @@ class CellSettings(BaseModel):
         return value
 
     def cell_id(self) -> str:
-        """12 hex digits of the sha256 of the canonical settings: stable across runs, machines and file edits
-        that leave this cell's settings alone."""
-        canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """12 hex digits of the sha256 of the canonical settings that differ from their defaults: stable across
+        runs, machines, file edits that leave this cell's settings alone, and new settings added with defaults."""
+        canonical = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
+                               separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
     def group(self) -> str:
         """The cells that differ only by seed share a group."""
-        settings = self.model_dump(mode="json")
-        settings.pop("seed")
+        settings = self.model_dump(mode="json", exclude_defaults=True)
+        settings.pop("seed", None)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def label(self) -> str:
