@@ -1,6 +1,6 @@
-"""DSPy's own optimizers as sweep baselines, on one pool model, through the same engines and meter as a
-progopt compile: every LM call that reaches a model (bootstrapping, proposals, reflection, evaluation) is
-counted by :data:`optimizer.accounting.METER`, so LM-call budgets compare like for like.
+"""DSPy's own optimizers as sweep baselines, on one pool model, through the same engines as a progopt compile.
+Every LM request of the compile (bootstrapping, proposals, reflection, evaluation) is counted, cache hits
+included, so a cell's count is what it costs on a fresh cache and LM-call budgets compare like for like.
 
 The setup is DSPy at its strongest here: the program's own signatures, the chosen adapter (DSPy's default
 ``ChatAdapter`` by default) over constrained decoding on the local models, the same train/val splits.
@@ -9,11 +9,13 @@ The setup is DSPy at its strongest here: the program's own signatures, the chose
 from __future__ import annotations
 
 import random
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.utils.callback import BaseCallback
 
 from optimizer.sweep.config import CellSettings
 
@@ -61,21 +63,33 @@ def make_optimizer(settings: CellSettings, task: Any, lm: dspy.LM) -> tuple[Any,
     raise ValueError(f"unknown DSPy optimizer {name!r}")
 
 
+class CallCounter(BaseCallback):
+    """Counts the LM requests a DSPy optimizer makes, response-cache hits included: what the compile costs on
+    a fresh cache, however warm the cache is when the cell (re)runs. Thread-safe."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        with self._lock:
+            self.calls += 1
+
+
 def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list, folder: Path
                        ) -> tuple[dspy.Module, int, float]:
     """Compile the cell's program with its DSPy optimizer on its one model; returns the compiled program, the
-    LM calls that reached a model during the compile, and its wall time. The compiled program's demos and
-    instructions are saved to ``folder/dspy_program.json`` (DSPy's JSON state, never a pickle)."""
-    from optimizer.accounting import METER
+    LM requests of the compile (cache hits included, see :class:`CallCounter`), and its wall time. The compiled
+    program's demos and instructions are saved to ``folder/dspy_program.json`` (DSPy's JSON state, no pickle)."""
     from optimizer.sweep.cell import _adapter
 
     lm = task.pool.lm(settings.models[0])
     optimizer, how = make_optimizer(settings, task, lm)
     random.seed(settings.seed)
-    calls_before, started = METER.calls, time.time()
-    with dspy.context(lm=lm, adapter=_adapter(settings)):
+    counter, started = CallCounter(), time.time()
+    with dspy.context(lm=lm, adapter=_adapter(settings), callbacks=[*dspy.settings.callbacks, counter]):
         kwargs = {"trainset": train, **({"valset": val} if how.get("val") else {}), **how.get("kw", {})}
         compiled = optimizer.compile(task.program_class(), **kwargs) if optimizer else task.program_class()
-    calls, seconds = METER.calls - calls_before, time.time() - started
+    calls, seconds = counter.calls, time.time() - started
     compiled.save(str(folder / "dspy_program.json"))
     return compiled, calls, seconds
