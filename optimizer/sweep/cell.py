@@ -17,11 +17,14 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from optimizer.sweep.config import CellSettings
+
+if TYPE_CHECKING:
+    from optimizer.tasks import TaskSetup
 
 OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
 
@@ -59,7 +62,7 @@ def read_outcome(folder: Path) -> CellOutcome | None:
     return CellOutcome.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def _task(settings: CellSettings):  # noqa: ANN202 - optimizer.tasks.TaskSetup
+def _task(settings: CellSettings) -> TaskSetup:
     from optimizer.tasks import resolve_task
 
     p = settings.program

@@ -24,9 +24,13 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optimizer.sweep.cell import read_outcome, run_cell
 from optimizer.sweep.config import CellSettings
+
+if TYPE_CHECKING:
+    from optuna.storages import RDBStorage
 
 HEARTBEAT_S = 2
 GRACE_S = 10
@@ -50,7 +54,7 @@ class CellJob:
         return self.output / "cells" / cell_id
 
 
-def ledger_storage(url: str):  # noqa: ANN201 - optuna.storages.RDBStorage
+def ledger_storage(url: str) -> RDBStorage:
     """The ledger's Optuna storage, with heartbeats and retries of the trials of dead processes."""
     import warnings
 

@@ -10,6 +10,7 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 from rich.console import Console
@@ -24,7 +25,8 @@ from optimizer.sweep.report import write_report
 EXPERIMENT = "progopt-sweeps"
 
 
-def output_folder(sweep: SweepFile, sweep_path: Path) -> Path:
+def output_folder(sweep: SweepFile) -> Path:
+    """The sweep's results folder: its ``output``, else ``out/sweeps/<name>`` under the working directory."""
     return Path(sweep.output) if sweep.output else Path("out") / "sweeps" / sweep.name
 
 
@@ -86,7 +88,7 @@ def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", ad
 
     sweep, cells = load_sweep(path)
     cells = run_order(cells)
-    output = output_folder(sweep, Path(path)).resolve()
+    output = output_folder(sweep).resolve()
     output.mkdir(parents=True, exist_ok=True)
     write_json(output / CELLS_FILE, [c.model_dump(mode="json") for c in cells])
     uri = tracking_uri if tracking_uri == "none" else resolve_tracking_uri(tracking_uri)
@@ -99,7 +101,7 @@ def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", ad
     started = time.time()
     console = Console(stderr=True)
     with Live(get_renderable=lambda: live_table(job, cells, started), console=console, refresh_per_second=1,
-              transient=False) if show_progress else _Quiet() as live:
+              transient=False) if show_progress else nullcontext() as live:
         def on_idle() -> None:
             if show_progress:
                 live.refresh()
@@ -118,11 +120,3 @@ def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", ad
                 client.log_artifact(parent, str(file))
         client.set_terminated(parent, "FINISHED")
     return output
-
-
-class _Quiet:
-    def __enter__(self) -> _Quiet:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
