@@ -22,6 +22,14 @@ from optimizer.sweep.config import CellSettings
 LABELED_K = 4  # demos per step for LabeledFewShot and the bootstrapping optimizers
 
 
+def dspy_adapter(settings: CellSettings) -> dspy.Adapter:
+    """DSPy's default ``ChatAdapter`` with the reply regex-constrained on local models (progopt's ``chat``
+    format), or DSPy's ``JSONAdapter`` (JSON-schema constrained)."""
+    from optimizer.space.build import make_adapter
+
+    return make_adapter("chat") if settings.dspy_adapter == "chat" else dspy.JSONAdapter()
+
+
 def _feedback_metric(metric: Any) -> Any:
     """GEPA's metric signature (gold, pred, trace, pred_name, pred_trace) over a plain ``metric(gold, pred)``."""
 
@@ -81,13 +89,11 @@ def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list
     """Compile the cell's program with its DSPy optimizer on its one model; returns the compiled program, the
     LM requests of the compile (cache hits included, see :class:`CallCounter`), and its wall time. The compiled
     program's demos and instructions are saved to ``folder/dspy_program.json`` (DSPy's JSON state, no pickle)."""
-    from optimizer.sweep.cell import _adapter
-
     lm = task.pool.lm(settings.models[0])
     optimizer, how = make_optimizer(settings, task, lm)
     random.seed(settings.seed)
     counter, started = CallCounter(), time.time()
-    with dspy.context(lm=lm, adapter=_adapter(settings), callbacks=[*dspy.settings.callbacks, counter]):
+    with dspy.context(lm=lm, adapter=dspy_adapter(settings), callbacks=[*dspy.settings.callbacks, counter]):
         kwargs = {"trainset": train, **({"valset": val} if how.get("val") else {}), **how.get("kw", {})}
         compiled = optimizer.compile(task.program_class(), **kwargs) if optimizer else task.program_class()
     calls, seconds = counter.calls, time.time() - started

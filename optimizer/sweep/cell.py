@@ -232,17 +232,10 @@ class _Refresh:
 
 def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, **context: Any
           ) -> dict[str, Any]:
-    from optimizer.sweep.baselines import run_dspy_optimizer
+    from optimizer.sweep.baselines import dspy_adapter, run_dspy_optimizer
 
     compiled, calls, seconds = run_dspy_optimizer(settings, task, train, val, folder)
-    lm, adapter = task.pool.lm(settings.models[0]), _adapter(settings)
+    lm, adapter = task.pool.lm(settings.models[0]), dspy_adapter(settings)
     return {**_test_fields(compiled, test, task.metric, lm=lm, adapter=adapter), "compile_calls": calls,
             "compile_seconds": seconds}
 
-
-def _adapter(settings: CellSettings) -> Any:
-    import dspy
-
-    from optimizer.space.build import make_adapter
-
-    return make_adapter("chat") if settings.dspy_adapter == "chat" else dspy.JSONAdapter()
