@@ -46,7 +46,8 @@ def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
         rows.append({
             "program": first.program.name, "optimizer": members[0].label.split("@")[0].split("[")[0],
             "label": members[0].label, "models": ",".join(m.split("/")[-1] for m in first.models),
-            "budget": first.budget if first.optimizer in ("progopt", "GEPA") else None,
+            "budget": first.budget if first.optimizer == "GEPA" or (first.optimizer == "progopt"
+                                                                    and not first.budget_from) else None,
             "seeds": len(done), "test score": _mean([c.test["score"] for c in done]), "ci": (low, high),
             "LM calls": _mean([c.compile_calls for c in done]),
             "cost / 1k ex (US$)": 1000 * _mean([c.test["cost_per_example"] for c in done]),
