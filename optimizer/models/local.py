@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from optimizer.models.constrain import ProcessorCache
-from optimizer.models.files import EMBEDDED
+from optimizer.models.files import resolve
 from optimizer.models.spec import ModelSpec
 
 THREADS_ENV = "PROGOPT_THREADS"
@@ -37,14 +37,13 @@ _LOAD_LOCK = threading.Lock()
 
 
 def gguf_path(spec: ModelSpec) -> Path:
-    if spec.gguf in EMBEDDED:
-        return EMBEDDED[spec.gguf]()
+    """``spec``'s model file, resolved and verified once per process (see :func:`files.resolve`)."""
     if not spec.gguf:
         raise ValueError(f"model {spec.name!r}: a local model needs `gguf` (an embedded key or a path)")
-    path = Path(spec.gguf).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"model {spec.name!r}: GGUF file {path} not found")
-    return path
+    try:
+        return resolve(spec.gguf)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"model {spec.name!r}: {exc}") from exc
 
 
 def load(spec: ModelSpec, slot: str | None = None) -> LocalModel:
