@@ -29,24 +29,23 @@ def constraints() -> dict[str, Constraint]:
 
 @pytest.mark.parametrize("spec", [SMOLLM2, GEMMA3], ids=["smollm2", "gemma3"])
 def test_filtered_index_allows_the_same_tokens_as_the_full_one(spec):
-    compiler = local.load(spec).processors.compiler
+    compiler = local.load(spec).compiler
     for name, constraint in constraints().items():
-        filtered, _ = compiler.index(constraint)
+        filtered, _, _ = compiler.index(constraint)
         full = Index(constraint.regex(), compiler._vocabulary)
         assert filtered.get_transitions() == full.get_transitions(), name
         assert filtered.get_final_states() == full.get_final_states(), name
 
 
 def test_alphabet_of_a_label_regex():
-    compiler = local.load(SMOLLM2).processors.compiler
+    compiler = local.load(SMOLLM2).compiler
     assert compiler.alphabet(" (negative|positive)\\n?") == set(" negativpos\n")
 
 
 def test_instances_of_one_file_share_compiled_indexes():
     first, second = local.load(SMOLLM2, slot="share-a"), local.load(SMOLLM2, slot="share-b")
-    assert first.processors.compiler is second.processors.compiler
+    assert first.compiler is second.compiler
     constraint = Constraint("regex", " (zebra|quokka)-[0-9]\\n?")
-    proc_a, compiled_a = first.processors.get(constraint)
-    proc_b, compiled_b = second.processors.get(constraint)
-    assert compiled_a and not compiled_b
-    assert proc_a is not proc_b and proc_a.index is proc_b.index
+    index_a, _, compiled_a = first.compiler.index(constraint)
+    index_b, _, compiled_b = second.compiler.index(constraint)
+    assert compiled_a and not compiled_b and index_a is index_b

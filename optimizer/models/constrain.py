@@ -1,14 +1,12 @@
-"""Constrained decoding with outlines_core: one compiled ``Index`` per (model file, constraint), one stateful
-logits processor per (loaded instance, constraint).
+"""Constrained decoding with outlines_core: one compiled ``Index`` per (model file, constraint).
 
 A constraint is a JSON Schema (DSPy's JSONAdapter ``response_format``) or a regular expression (the compact
 and chat formats). Lifecycle:
 
-- :class:`ConstraintCompiler`, one per model file and process: converts the tokenizer's vocabulary once
-  (~1 s on Gemma's 262k tokens) and compiles each constraint once into an immutable ``Index``, shared by
-  every instance (KV slot) of that file.
-- :class:`ProcessorCache`, one per loaded instance: the Outlines logits processor of each constraint,
-  stateful, so it is reset before each call and used only under that instance's lock.
+:class:`ConstraintCompiler`, one per model file and process, converts the tokenizer's vocabulary once
+(~1 s on Gemma's 262k tokens) and compiles each constraint once into an immutable ``Index``, shared by
+every instance (KV slot) of that file. Each call walks the index with its own ``Guide``
+(:mod:`optimizer.models.decode`).
 
 Compiling walks every vocabulary token from every automaton state, so its cost is states × vocabulary.
 Most constraints (labels, JSON keys, numbers) can only ever match a few dozen characters: the compiler
@@ -81,20 +79,21 @@ class ConstraintCompiler:
         self._vocabulary = Vocabulary(self.eos_token_id, pieces)
         self._chars = sorted({char for piece in pieces for char in piece})
         self._probe: Any = None  # the one-character vocabulary, built on the first filtered compile
-        self._indexes: dict[Constraint, Any] = {}
+        self._indexes: dict[Constraint, tuple[Any, dict[int, int | None]]] = {}
         self._lock = threading.Lock()
 
-    def index(self, constraint: Constraint) -> tuple[Any, bool]:
-        """The compiled ``Index`` of ``constraint``, and whether this call compiled it."""
+    def index(self, constraint: Constraint) -> tuple[Any, dict[int, int | None], bool]:
+        """The compiled ``Index`` of ``constraint``, its forced-token table (state -> the only allowed
+        token, or None; filled as decoding visits states), and whether this call compiled it."""
         with self._lock:
-            index = self._indexes.get(constraint)
-            if index is not None:
-                return index, False
+            entry = self._indexes.get(constraint)
+            if entry is not None:
+                return (*entry, False)
             from outlines_core import Index
 
             regex = constraint.regex()
-            index = self._indexes[constraint] = Index(regex, self._vocabulary_for(regex))
-            return index, True
+            entry = self._indexes[constraint] = (Index(regex, self._vocabulary_for(regex)), {})
+            return (*entry, True)
 
     def alphabet(self, regex: str) -> set[str]:
         """Every character that can occur in a match of ``regex`` (among the vocabulary's characters)."""
@@ -116,23 +115,3 @@ class ConstraintCompiler:
             return self._vocabulary
         spelled = re.compile("[" + "".join(re.escape(c) for c in sorted(alphabet)) + "]*" if alphabet else "").fullmatch
         return Vocabulary(self.eos_token_id, {p: ids for p, ids in self._pieces.items() if spelled(p)})
-
-
-class ProcessorCache:
-    """One Outlines logits processor per constraint for one loaded instance, over shared indexes."""
-
-    def __init__(self, compiler: ConstraintCompiler):
-        self.compiler = compiler
-        self._processors: dict[Constraint, Any] = {}
-
-    def get(self, constraint: Constraint) -> tuple[Any, bool]:
-        """The processor for ``constraint``, reset and ready; and whether its index was compiled by this call."""
-        proc = self._processors.get(constraint)
-        compiled = False
-        if proc is None:
-            from outlines.backends.outlines_core import OutlinesCoreLogitsProcessor
-
-            index, compiled = self.compiler.index(constraint)
-            proc = self._processors[constraint] = OutlinesCoreLogitsProcessor(index, "numpy")
-        proc.reset()
-        return proc, compiled

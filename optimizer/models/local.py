@@ -1,4 +1,5 @@
-"""One ``llama_cpp.Llama`` per model file per process, shared, with a lock and its processor cache.
+"""One ``llama_cpp.Llama`` per model file (and KV slot) per process, shared, with a lock and the file's
+constraint compiler.
 
 The cache of loaded model files (``_LOADED`` instances and ``_COMPILERS``, one constraint compiler per
 file) lives for the process; entries are never evicted, and the models are closed at exit."""
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optimizer.models.constrain import ConstraintCompiler, ProcessorCache
+from optimizer.models.constrain import ConstraintCompiler
 from optimizer.models.files import resolve
 from optimizer.models.spec import ModelSpec
 
@@ -31,8 +32,17 @@ class LocalModel:
     on one instance reuse the KV cache of their shared prompt prefix."""
 
     llm: Any
-    processors: ProcessorCache
+    compiler: ConstraintCompiler
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _formatter: Any = None
+
+    def chat_formatter(self) -> Any:
+        """The chat-template formatter of a chat model, built on first use (call under ``lock``)."""
+        if self._formatter is None:
+            from optimizer.models.decode import chat_formatter
+
+            self._formatter = chat_formatter(self.llm)
+        return self._formatter
 
 
 _LOADED: dict[tuple[str, int, bool, str | None], LocalModel] = {}
@@ -68,7 +78,7 @@ def load(spec: ModelSpec, slot: str | None = None) -> LocalModel:
                                   verbose=False)
             if path not in _COMPILERS:
                 _COMPILERS[path] = ConstraintCompiler(llm)
-            _LOADED[key] = LocalModel(llm, ProcessorCache(_COMPILERS[path]))
+            _LOADED[key] = LocalModel(llm, _COMPILERS[path])
         return _LOADED[key]
 
 
