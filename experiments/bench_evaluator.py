@@ -188,13 +188,19 @@ def cell_key(cell: dict[str, Any]) -> str:
 
 
 def report(data: dict[str, Any], compare: dict[str, Any] | None) -> str:
-    lines = [f"# Evaluator overhead, {data['date']}", "", f"Command: `{data['command']}`", ""]
+    commands = "\n".join(f"    {c}" for c in data["commands"])
+    lines = [f"# Evaluator overhead, {data['date']}", "", "Commands (run from the repository root, in order; a rerun "
+             "skips finished cells):", "", commands, ""]
     lines += [f"- {k}: {v}" for k, v in data["machine"].items()]
     lines += ["", f"{data['examples']} timed test examples per cell after {data['warmup']} warm-up examples; "
               "direct strategy, 4 demos, greedy decoding. ms are per example.", "",
               "| model | format | labels | wall ms | llama.cpp prompt ms (tokens) | llama.cpp gen ms (evals) | "
               "ratio | accuracy | identical to compared run |", "|---|---|---|---|---|---|---|---|---|"]
-    for key, c in data["cells"].items():
+    def order(key: str) -> tuple[int, ...]:
+        model, fmt, task = key.split("/")
+        return list(MODELS).index(model), FORMATS.index(fmt), list(TASKS).index(task)
+
+    for key, c in sorted(data["cells"].items(), key=lambda item: order(item[0])):
         same = "—"
         if compare and key in compare["cells"]:
             other = compare["cells"][key]["predictions"]
@@ -230,8 +236,9 @@ def main() -> None:
     stem = RESULTS_DIR / f"evaluator-{args.date}{'-' + args.tag if args.tag else ''}"
     path = stem.with_suffix(".json")
     data = json.loads(path.read_text()) if path.exists() else {"cells": {}, "compile": {}}
-    data.update(date=args.date, examples=args.examples, warmup=args.warmup, machine=machine(),
-                command=" ".join(["python experiments/bench_evaluator.py", *map(shlex.quote, sys.argv[1:])]))
+    command = " ".join(["python experiments/bench_evaluator.py", *map(shlex.quote, sys.argv[1:])])
+    data.update(date=args.date, examples=args.examples, warmup=args.warmup, machine=machine())
+    data["commands"] = [*data.get("commands", []), command]  # one per (resumed) invocation, in order
     pool = ModelPool.default()
     for model in args.models:
         if not args.no_compile and model not in data["compile"]:
@@ -243,6 +250,7 @@ def main() -> None:
                 if key in data["cells"]:
                     continue
                 cell = run_cell(pool, model, fmt, task, args.warmup, args.examples)
+                cell["commit"] = data["machine"]["commit"]
                 data["cells"][key] = cell
                 log(f"{key}: {cell['wall_ms']:.0f} ms/ex, llama.cpp {cell['prompt_ms'] + cell['gen_ms']:.0f} ms, "
                     f"ratio {cell['ratio']:.2f}, acc {cell['accuracy']:.2f}")
