@@ -214,6 +214,8 @@ def report(data: dict[str, Any], compare: dict[str, Any] | None) -> str:
                   "| model | " + " | ".join(next(iter(data["compile"].values()))) + " |",
                   "|---|" + "---|" * len(next(iter(data["compile"].values())))]
         lines += [f"| {m} | " + " | ".join(f"{s:.3f}" for s in v.values()) + " |" for m, v in data["compile"].items()]
+    if data.get("notes"):
+        lines += ["", "Notes:", "", *[f"- {note}" for note in data["notes"]]]
     return "\n".join(lines) + "\n"
 
 
@@ -228,6 +230,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--date", default=dt.date.today().isoformat(), help="date in the result file names")
     parser.add_argument("--compare", type=Path, help="results JSON whose predictions every cell must match")
     parser.add_argument("--no-compile", action="store_true", help="skip the first-compile measurement")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the Markdown from the JSON, run nothing")
     return parser.parse_args()
 
 
@@ -236,6 +239,10 @@ def main() -> None:
     stem = RESULTS_DIR / f"evaluator-{args.date}{'-' + args.tag if args.tag else ''}"
     path = stem.with_suffix(".json")
     data = json.loads(path.read_text()) if path.exists() else {"cells": {}, "compile": {}}
+    if args.report_only:
+        compare = json.loads(args.compare.read_text()) if args.compare else None
+        stem.with_suffix(".md").write_text(report(data, compare))
+        return
     command = " ".join(["python experiments/bench_evaluator.py", *map(shlex.quote, sys.argv[1:])])
     data.update(date=args.date, examples=args.examples, warmup=args.warmup, machine=machine())
     data["commands"] = [*data.get("commands", []), command]  # one per (resumed) invocation, in order
