@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))  # `programs` is not an installed package: run aga
 from optimizer import runtime  # noqa: E402
 from optimizer.evaluate import evaluate  # noqa: E402
 from optimizer.models import GEMMA3, SMOLLM2, ModelPool, ModelSpec, local  # noqa: E402
-from optimizer.models.constrain import Constraint, ProcessorCache  # noqa: E402
+from optimizer.models.constrain import Constraint, ConstraintCompiler  # noqa: E402
 from optimizer.models.engine import LlamaEngine, constraint_of  # noqa: E402
 from optimizer.space.build import build_program  # noqa: E402
 from optimizer.space.variant import StepConfig  # noqa: E402
@@ -56,7 +56,7 @@ STEP = "classify"  # the sentiment program's only predictor: also the KV slot it
 
 GEN_PROMPTS = 20  # SST-2 test sentences for the generation benchmark
 GEN_MAX_TOKENS = 48  # same cap for both modes; the free string field lets constrained runs go as long
-COMPILE_REPEATS = 3  # fresh ProcessorCache builds per schema (median reported)
+COMPILE_REPEATS = 3  # fresh ConstraintCompiler builds per schema (median reported)
 EVAL_EXAMPLES = 100  # SST-2 test examples per evaluator mode
 EVAL_CHUNK = 5  # examples per evaluate() call; the two modes alternate chunk by chunk
 DEMOS_PER_CLASS = 2  # 4 label-balanced demos make the shared prompt prefix long
@@ -164,28 +164,21 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
 
 
 def bench_compile(spec: ModelSpec, constraints: dict[str, Constraint]) -> dict[str, Any]:
-    """(wall, CPU) seconds to wrap the model for Outlines and to build each schema's processor in a fresh
-    cache, and the seconds of a cached ``get()``."""
-    import outlines
-    from outlines.backends.outlines_core import OutlinesCoreBackend
-
+    """(wall, CPU) seconds to build the model's constraint compiler (tokenizer and vocabulary) and each
+    schema's index in a fresh compiler, and the seconds of a cached ``index()``."""
     llm = local.load(spec).llm
     wraps: list[tuple[float, float]] = []
-    vocabularies: list[tuple[float, float]] = []
     builds: dict[str, list[tuple[float, float]]] = {name: [] for name in constraints}
     hits: dict[str, list[float]] = {name: [] for name in constraints}
     for _ in range(COMPILE_REPEATS):
-        outlines_model, wall, cpu = timed(partial(outlines.from_llamacpp, llm, chat_mode=spec.chat))
+        compiler, wall, cpu = timed(partial(ConstraintCompiler, llm))
         wraps.append((wall, cpu))
-        cache = ProcessorCache(outlines_model)
         for name, constraint in constraints.items():
-            (_, built), wall, cpu = timed(partial(cache.get, constraint))
-            assert built, "a fresh ProcessorCache served a cached processor"
+            (*_, built), wall, cpu = timed(partial(compiler.index, constraint))
+            assert built, "a fresh ConstraintCompiler served a cached index"
             builds[name].append((wall, cpu))
-            hits[name].append(timed(partial(cache.get, constraint))[1])
-        # outlines.backends.get_*_logits_processor makes a new backend, and so a new Vocabulary, per call
-        vocabularies.append(timed(partial(OutlinesCoreBackend, outlines_model))[1:])
-    return {"wrap": wraps, "vocabulary": vocabularies, "build": builds, "hit": hits}
+            hits[name].append(timed(partial(compiler.index, constraint))[1])
+    return {"wrap": wraps, "build": builds, "hit": hits}
 
 
 def sentiment_program(spec: ModelSpec, pool: ModelPool, demos: list[dict[str, Any]]) -> dspy.Module:
@@ -313,12 +306,11 @@ def report(info: dict[str, str], gen: dict[str, Any], comp: dict[str, Any], eval
         row("1. constrained / unconstrained tok/s: overall (median per prompt); per CPU-s",
             lambda n: f"**{gen[n]['ratio_tok_s']:.2f}** ({gen[n]['paired_ratio']:.2f}); "
                       f"{gen[n]['ratio_tok_cpu_s']:.2f}"),
-        row(f"2. `outlines.from_llamacpp` wrap (median of {COMPILE_REPEATS})", lambda n: fmt_s(comp[n]["wrap"])),
+        row(f"2. `ConstraintCompiler`: tokenizer and vocabulary (median of {COMPILE_REPEATS})",
+            lambda n: fmt_s(comp[n]["wrap"])),
         *[row(f"2. first-call compile, {schema} schema (median of {COMPILE_REPEATS})",
               lambda n, s=schema: fmt_s(comp[n]["build"][s])) for schema in schemas],
-        row("2. of each compile: the Outlines vocabulary, rebuilt per schema (median)",
-            lambda n: fmt_s(comp[n]["vocabulary"])),
-        *[row(f"2. cached `get()`, {schema} schema (median)",
+        *[row(f"2. cached `index()`, {schema} schema (median)",
               lambda n, s=schema: f"{statistics.median(comp[n]['hit'][s]) * 1e6:.0f} µs") for schema in schemas],
         row(f"3. evaluator, KV prefix reuse ({args.examples} ex, 4 demos)", lambda n: eval_cell(evals[n]["reuse"])),
         row("3. evaluator, `reset()` before every completion", lambda n: eval_cell(evals[n]["reset"])),
@@ -355,11 +347,10 @@ How each number was measured:
    timing). Each prompt is evaluated first by a 1-token call, so the timed calls reuse its KV prefix and
    their engine latency is nearly all generation. tok/s = completion tokens / engine seconds over all calls.
    No DSPy cache is involved.
-2. A fresh `ProcessorCache(outlines.from_llamacpp(llm))` per repeat, timing the first `get()` of the JSON
+2. A fresh `ConstraintCompiler(llm)` per repeat, timing the first `index()` of the JSON
    Schema that JSONAdapter sends for `programs/sentiment.py` (one enum field) and for `programs/entities.py`
-   (a list of `{{text, type}}` objects), then a second, cached `get()`. Each compile goes through
-   `outlines.backends.get_json_schema_logits_processor`, which builds a new `OutlinesCoreBackend` and so
-   a new outlines_core `Vocabulary` every time; the "vocabulary" row times that part alone.
+   (a list of `{{text, type}}` objects), then a second, cached `index()`. The vocabulary is built once per
+   compiler (the first row); each first `index()` compiles the schema's index.
 3. `evaluate()` of the sentiment program from `build_program` with 4 label-balanced SST-2 train demos
    (JSONAdapter, constrained) on the first {args.examples} test examples, after a 2-example warm-up (model
    load, processor build). The examples run in chunks of {EVAL_CHUNK}, each chunk in both modes back to back,

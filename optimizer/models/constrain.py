@@ -1,17 +1,32 @@
-"""Compiled Outlines logits processors, one per (model, constraint), built once and reused.
+"""Constrained decoding with outlines_core: one compiled ``Index`` per (model file, constraint).
 
-A constraint is a JSON Schema (DSPy's JSONAdapter ``response_format``) or a regular expression (the
-compact adapter). Building is expensive (Gemma's 262k vocabulary: ~0.7 s); applying is cheap. Processors
-are stateful, so a cached one is reset before each call, under the model's lock.
+A constraint is a JSON Schema (DSPy's JSONAdapter ``response_format``) or a regular expression (the compact
+and chat formats). Lifecycle:
+
+:class:`ConstraintCompiler`, one per model file and process, converts the tokenizer's vocabulary once
+(~1 s on Gemma's 262k tokens) and compiles each constraint once into an immutable ``Index``, shared by
+every instance (KV slot) of that file. Each call walks the index with its own ``Guide``
+(:mod:`optimizer.models.decode`).
+
+Compiling walks every vocabulary token from every automaton state, so its cost is states × vocabulary.
+Most constraints (labels, JSON keys, numbers) can only ever match a few dozen characters: the compiler
+first finds that alphabet exactly (an index over one-character tokens) and then compiles over the tokens
+made only of those characters, which yields the same allowed tokens in every state (a token containing
+any other character can never be allowed). Free-text fields allow nearly every character: those
+constraints compile over the whole vocabulary.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import threading
 from dataclasses import dataclass
 from typing import Any, Literal
 
 WHITESPACE = r"[ ]?"  # one optional space between JSON tokens: no whitespace runs from small models
+# Above this share of the vocabulary's characters a filtered compile saves too little to pay for the filter.
+FILTER_MAX_ALPHABET_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -37,25 +52,66 @@ class Constraint:
             return cls("json_schema", json.dumps({"type": "object"}))
         return None
 
+    def regex(self) -> str:
+        """The regular expression the output must match (a JSON Schema through outlines_core)."""
+        if self.kind == "regex":
+            return self.pattern
+        from outlines_core.json_schema import build_regex_from_schema
 
-class ProcessorCache:
-    """Builds and keeps one logits processor per constraint for one Outlines model."""
+        return build_regex_from_schema(self.pattern, WHITESPACE)
 
-    def __init__(self, outlines_model: Any):
-        from outlines.backends.outlines_core import OutlinesCoreBackend
 
-        self._backend = OutlinesCoreBackend(outlines_model)  # the vocabulary, built once per model (~1 s on Gemma)
-        self._processors: dict[Constraint, Any] = {}
+class ConstraintCompiler:
+    """The outlines_core vocabulary of one model file and the ``Index`` of every constraint compiled for
+    it. Thread-safe; built from any loaded instance of the file (the vocabulary is the file's)."""
 
-    def get(self, constraint: Constraint) -> tuple[Any, bool]:
-        """The processor for ``constraint``, reset and ready; and whether it was built by this call."""
-        proc = self._processors.get(constraint)
-        built = proc is None
-        if built:
-            if constraint.kind == "json_schema":
-                proc = self._backend.get_json_schema_logits_processor(constraint.pattern, WHITESPACE)
-            else:
-                proc = self._backend.get_regex_logits_processor(constraint.pattern)
-            self._processors[constraint] = proc
-        proc.reset()
-        return proc, built
+    def __init__(self, llm: Any):
+        from outlines.models.llamacpp import LlamaCppTokenizer
+        from outlines_core import Vocabulary
+
+        tokenizer = LlamaCppTokenizer(llm)
+        pieces: dict[str, list[int]] = {}  # as outlines' OutlinesCoreBackend builds it: text -> token ids
+        for token, token_id in tokenizer.vocabulary.items():
+            pieces.setdefault(tokenizer.convert_token_to_string(token), []).append(token_id)
+        pieces.pop(tokenizer.convert_token_to_string(tokenizer.eos_token), None)
+        self.eos_token_id: int = tokenizer.eos_token_id
+        self._pieces = pieces
+        self._vocabulary = Vocabulary(self.eos_token_id, pieces)
+        self._chars = sorted({char for piece in pieces for char in piece})
+        self._probe: Any = None  # the one-character vocabulary, built on the first filtered compile
+        self._indexes: dict[Constraint, tuple[Any, dict[int, int | None]]] = {}
+        self._lock = threading.Lock()
+
+    def index(self, constraint: Constraint) -> tuple[Any, dict[int, int | None], bool]:
+        """The compiled ``Index`` of ``constraint``, its forced-token table (state -> the only allowed
+        token, or None; filled as decoding visits states), and whether this call compiled it."""
+        with self._lock:
+            entry = self._indexes.get(constraint)
+            if entry is not None:
+                return (*entry, False)
+            from outlines_core import Index
+
+            regex = constraint.regex()
+            entry = self._indexes[constraint] = (Index(regex, self._vocabulary_for(regex)), {})
+            return (*entry, True)
+
+    def alphabet(self, regex: str) -> set[str]:
+        """Every character that can occur in a match of ``regex`` (among the vocabulary's characters)."""
+        from outlines_core import Index, Vocabulary
+
+        if self._probe is None:
+            first = self.eos_token_id + 1  # ids only need to differ from the EOS id
+            self._probe = Vocabulary(self.eos_token_id, {c: [first + i] for i, c in enumerate(self._chars)})
+        first = self.eos_token_id + 1
+        allowed = {t for moves in Index(regex, self._probe).get_transitions().values() for t in moves}
+        return {self._chars[t - first] for t in allowed if t != self.eos_token_id}
+
+    def _vocabulary_for(self, regex: str) -> Any:
+        """The whole vocabulary, or only the tokens spelled with ``regex``'s alphabet when that is small."""
+        from outlines_core import Vocabulary
+
+        alphabet = self.alphabet(regex)
+        if len(alphabet) > FILTER_MAX_ALPHABET_SHARE * len(self._chars):
+            return self._vocabulary
+        spelled = re.compile("[" + "".join(re.escape(c) for c in sorted(alphabet)) + "]*" if alphabet else "").fullmatch
+        return Vocabulary(self.eos_token_id, {p: ids for p, ids in self._pieces.items() if spelled(p)})

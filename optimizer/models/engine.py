@@ -13,7 +13,7 @@ from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Request, Response, response_to_events
 
 from optimizer.accounting import METER, current_step
-from optimizer.models import local
+from optimizer.models import decode, local
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
 from optimizer.models.response import finish_call
@@ -61,28 +61,46 @@ class LlamaEngine:
         }
         with model.lock:
             started = time.perf_counter()
-            built = False
-            if constraint is not None:
-                import llama_cpp
-
-                proc, built = model.processors.get(constraint)
-                kwargs["logits_processor"] = llama_cpp.LogitsProcessorList([proc])
-            if _metadata(request).get(RAW_METADATA_KEY):
-                prompt = "".join(m["content"] for m in chat_messages(request))
-                out = model.llm.create_completion(prompt, **kwargs)
-                text = out["choices"][0]["text"]
-            elif self.spec.chat:
-                out = model.llm.create_chat_completion(chat_messages(request), **kwargs)
-                text = out["choices"][0]["message"]["content"] or ""
+            if constraint is None:
+                text, finish, tokens_in, tokens_out = self._unconstrained(model, request, kwargs)
+                compiled = False
             else:
-                out = model.llm.create_completion(completion_prompt(request), **kwargs)
-                text = out["choices"][0]["text"]
+                text, finish, tokens_in, tokens_out, compiled = self._constrained(model, request, constraint, kwargs)
             latency = time.perf_counter() - started
+        return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
+                           latency=latency, compiled=compiled)
+
+    def _constrained(self, model: local.LocalModel, request: Request, constraint: Constraint,
+                     kwargs: dict[str, Any]) -> tuple[str, str, int, int, bool]:
+        """Our decoding loop (forced-token fast-forward), with the prompt llama-cpp-python would build."""
+        llm = model.llm
+        index, forced, compiled = model.compiler.index(constraint)
+        stop = kwargs.pop("stop") or []
+        if _metadata(request).get(RAW_METADATA_KEY):
+            tokens = decode.prompt_tokens(llm, "".join(m["content"] for m in chat_messages(request)))
+        elif self.spec.chat:
+            tokens, template_stop = decode.chat_tokens(llm, model.chat_formatter(), chat_messages(request))
+            stop = stop + template_stop
+        else:
+            tokens = decode.prompt_tokens(llm, completion_prompt(request))
+        out = decode.complete(llm, tokens, decode.GuidedMask(index, forced, llm.n_vocab()), stop=stop, **kwargs)
+        return out.text, out.finish, out.prompt_tokens, out.completion_tokens, compiled
+
+    def _unconstrained(self, model: local.LocalModel, request: Request,
+                       kwargs: dict[str, Any]) -> tuple[str, str, int, int]:
+        """llama-cpp-python's own completion (no constraint: nothing to fast-forward)."""
+        if _metadata(request).get(RAW_METADATA_KEY):
+            out = model.llm.create_completion("".join(m["content"] for m in chat_messages(request)), **kwargs)
+            text = out["choices"][0]["text"]
+        elif self.spec.chat:
+            out = model.llm.create_chat_completion(chat_messages(request), **kwargs)
+            text = out["choices"][0]["message"]["content"] or ""
+        else:
+            out = model.llm.create_completion(completion_prompt(request), **kwargs)
+            text = out["choices"][0]["text"]
         finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
         usage = out.get("usage") or {}
-        tokens_in, tokens_out = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-        return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
-                           latency=latency, compiled=built)
+        return text, finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
 
     def stream(self, request: Request):
         return response_to_events(self.complete(request))

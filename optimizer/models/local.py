@@ -1,4 +1,8 @@
-"""One ``llama_cpp.Llama`` per model file per process, shared, with a lock and its processor cache."""
+"""One ``llama_cpp.Llama`` per model file (and KV slot) per process, shared, with a lock and the file's
+constraint compiler.
+
+The cache of loaded model files (``_LOADED`` instances and ``_COMPILERS``, one constraint compiler per
+file) lives for the process; entries are never evicted, and the models are closed at exit."""
 
 from __future__ import annotations
 
@@ -9,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from optimizer.models.constrain import ProcessorCache
-from optimizer.models.files import EMBEDDED
+from optimizer.models.constrain import ConstraintCompiler
+from optimizer.models.files import resolve
 from optimizer.models.spec import ModelSpec
 
 THREADS_ENV = "PROGOPT_THREADS"
@@ -28,23 +32,32 @@ class LocalModel:
     on one instance reuse the KV cache of their shared prompt prefix."""
 
     llm: Any
-    processors: ProcessorCache
+    compiler: ConstraintCompiler
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _formatter: Any = None
+
+    def chat_formatter(self) -> Any:
+        """The chat-template formatter of a chat model, built on first use (call under ``lock``)."""
+        if self._formatter is None:
+            from optimizer.models.decode import chat_formatter
+
+            self._formatter = chat_formatter(self.llm)
+        return self._formatter
 
 
 _LOADED: dict[tuple[str, int, bool, str | None], LocalModel] = {}
+_COMPILERS: dict[str, ConstraintCompiler] = {}  # by model file: the vocabulary and compiled constraints
 _LOAD_LOCK = threading.Lock()
 
 
 def gguf_path(spec: ModelSpec) -> Path:
-    if spec.gguf in EMBEDDED:
-        return EMBEDDED[spec.gguf]()
+    """``spec``'s model file, resolved and verified once per process (see :func:`files.resolve`)."""
     if not spec.gguf:
         raise ValueError(f"model {spec.name!r}: a local model needs `gguf` (an embedded key or a path)")
-    path = Path(spec.gguf).expanduser()
-    if not path.exists():
-        raise FileNotFoundError(f"model {spec.name!r}: GGUF file {path} not found")
-    return path
+    try:
+        return resolve(spec.gguf)
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"model {spec.name!r}: {exc}") from exc
 
 
 def load(spec: ModelSpec, slot: str | None = None) -> LocalModel:
@@ -52,18 +65,20 @@ def load(spec: ModelSpec, slot: str | None = None) -> LocalModel:
 
     ``slot`` (the program step) gives each step its own instance, so a two-step program on one model
     keeps both steps' prompt prefixes warm instead of evicting one with the other on every example.
-    Weights are memory-mapped, so a second instance costs little beyond its KV cache."""
-    path = gguf_path(spec)
-    key = (str(path), spec.n_ctx, spec.chat, slot)
+    Weights are memory-mapped, so a second instance costs little beyond its KV cache; the vocabulary and
+    compiled constraints are shared by all instances of a file."""
+    path = str(gguf_path(spec))
+    key = (path, spec.n_ctx, spec.chat, slot)
     with _LOAD_LOCK:
         if key not in _LOADED:
             import llama_cpp
-            import outlines
 
             threads = n_threads()
-            llm = llama_cpp.Llama(str(path), n_ctx=spec.n_ctx, n_threads=threads, n_threads_batch=threads,
+            llm = llama_cpp.Llama(path, n_ctx=spec.n_ctx, n_threads=threads, n_threads_batch=threads,
                                   verbose=False)
-            _LOADED[key] = LocalModel(llm, ProcessorCache(outlines.from_llamacpp(llm, chat_mode=spec.chat)))
+            if path not in _COMPILERS:
+                _COMPILERS[path] = ConstraintCompiler(llm)
+            _LOADED[key] = LocalModel(llm, _COMPILERS[path])
         return _LOADED[key]
 
 
@@ -73,3 +88,4 @@ def _close_all() -> None:
     for model in _LOADED.values():
         model.llm.close()
     _LOADED.clear()
+    _COMPILERS.clear()
