@@ -48,7 +48,7 @@ def _runs(folder: Path) -> list[dict]:
 def test_a_sweep_killed_midway_resumes_with_no_cell_run_twice_or_lost(tmp_path):
     path = _sweep(tmp_path, "killed", {"program": [{"ref": "programs/sentiment.py:Sentiment"}],
                                        "optimizer": ["LabeledFewShot", "progopt"], "seed": [0, 1]},
-                  {"budget": 30})
+                  {"budget": 60})  # the space build (bootstrapping, proposals) spends about 30
     _, cells = load_sweep(path)
     folders = [tmp_path / "killed" / "cells" / c.cell_id() for c in cells]
     cmd = [str(PROGOPT), "sweep", str(path), "--tracking-uri", "none", "--quiet"]
@@ -79,7 +79,7 @@ def test_a_sweep_killed_midway_resumes_with_no_cell_run_twice_or_lost(tmp_path):
     (tmp_path / "killed" / "report.md").unlink()
     assert main(["sweep", "report", str(tmp_path / "killed")]) == 0  # rebuilt from the stored cells
     table = (tmp_path / "killed" / "report.md").read_text()
-    assert "progopt@30" in table and "LabeledFewShot[gemma3-270m]" in table
+    assert "progopt@60" in table and "LabeledFewShot[gemma3-270m]" in table
 
 
 def test_two_processes_on_one_postgres_storage_split_the_cells(tmp_path, postgres):  # noqa: F811
