@@ -21,7 +21,7 @@ class DataError(ValueError):
     """A data file or row that cannot be used; names the file, the physical line and the field."""
 
     def __init__(self, path: Path | str, line: int | None, message: str, field: str | None = None):
-        self.path, self.line, self.field = str(path), line, field
+        self.path, self.line, self.field, self.message = str(path), line, field, message
         where = f"{path}" + (f", line {line}" if line is not None else "") + (f", field {field!r}" if field else "")
         super().__init__(f"{where}: {message}")
 

@@ -1,0 +1,42 @@
+"""The Optuna storage a compile runs on, with Optuna's own heartbeat for crash recovery.
+
+Every trial's worker records a heartbeat every ``HEARTBEAT_S`` seconds while the trial runs (see
+:func:`heartbeat`). A RUNNING trial whose heartbeat is older than ``GRACE_S`` belongs to a worker that is
+gone (killed, crashed, its machine down): :func:`optuna.storages.fail_stale_trials` fails it and
+:class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` queues the same params and user attributes again. A
+live worker keeps beating, however long its LM calls take, so recovery can never fail its trial."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+HEARTBEAT_S = 2
+GRACE_S = 12  # > several missed beats under load; how long a killed worker's trial waits to be redone
+
+
+def open_storage(url: str) -> RDBStorage:
+    """An RDB storage (SQLite, PostgreSQL, MySQL URL) with heartbeats and retry of stale trials.
+    Raises SQLAlchemy's or the driver's error when the URL is malformed or the server unreachable."""
+    return RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
+                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None))
+
+
+def as_storage(storage: str | BaseStorage | None) -> BaseStorage | None:
+    """A URL opened with :func:`open_storage`; a storage object or None (in memory) as given."""
+    return open_storage(storage) if isinstance(storage, str) else storage
+
+
+def heartbeats(study: optuna.Study) -> bool:
+    return is_heartbeat_enabled(study._storage)
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Beat for ``trial`` while the block runs (nothing on storages without heartbeats)."""
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        yield
