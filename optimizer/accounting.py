@@ -51,6 +51,33 @@ class BudgetExhausted(RuntimeError):
     """Raised by an engine instead of calling a model once the active budget is spent."""
 
 
+class ModelUnavailable(RuntimeError):
+    """A model that cannot answer any request (unknown model, rejected credentials): retrying or trying the
+    next example would only spend budget, so it stops the evaluation or compile like :class:`BudgetExhausted`."""
+
+
+STOPPING = (BudgetExhausted, ModelUnavailable)
+
+
+def raise_stopping(exc: BaseException) -> None:
+    """Raise the :data:`STOPPING` error wrapped in ``exc`` (a fresh one of its type, chained), if any."""
+    stop = stopping_cause(exc)
+    if stop is not None:
+        raise type(stop)(str(stop)) from exc
+
+
+def stopping_cause(exc: BaseException) -> BudgetExhausted | ModelUnavailable | None:
+    """The :data:`STOPPING` error in ``exc``'s cause/context chain (DSPy wraps engine errors), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, STOPPING):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @dataclass
 class EngineMeter:
     """Process-wide count of calls that reached a model (never cache hits). Thread-safe.
@@ -81,6 +108,13 @@ class EngineMeter:
             self.per_model[model] += 1
         for listener in self.listeners:  # e.g. persist spending before the call, so a kill loses none
             listener()
+
+    def exhausted(self) -> bool:
+        """Whether a limit is reached (the next :meth:`reserve` would raise)."""
+        with self._lock:
+            return ((self.max_calls is not None and self.calls >= self.max_calls)
+                    or (self.max_cost is not None and self.cost >= self.max_cost)
+                    or (self.deadline is not None and time.monotonic() >= self.deadline))
 
     def add(self, tokens: int, cost: float, compiled: bool) -> None:
         with self._lock:

@@ -81,7 +81,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             try:
                 space = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
-                    teacher=teacher, strategies=strategies, formats=formats))
+                    teacher=teacher, strategies=strategies, formats=formats),
+                    models=pool.names, strategies=strategies, formats=formats)
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
             session.search(space)
