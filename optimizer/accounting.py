@@ -82,8 +82,11 @@ def stopping_cause(exc: BaseException) -> BudgetExhausted | ModelUnavailable | N
 class EngineMeter:
     """Process-wide count of calls that reached a model (never cache hits). Thread-safe.
 
-    Engines call :meth:`reserve` before each model call: it counts the call, or raises
-    :class:`BudgetExhausted` when a limit set by :meth:`limit` is reached, so no call ever exceeds it."""
+    Engines call :meth:`reserve` before each model call: it runs the ``refreshers`` (which may lower the
+    limits, e.g. by what other workers of a study spent), then counts the call or raises
+    :class:`BudgetExhausted` when a limit is reached, then runs the ``listeners`` (which persist the count).
+    So this process never exceeds its call limit; cost and time are checked before the call, and the call
+    in flight may overshoot them by its own cost and duration."""
 
     calls: int = 0
     tokens: int = 0
@@ -93,10 +96,13 @@ class EngineMeter:
     max_calls: int | None = None
     max_cost: float | None = None
     deadline: float | None = None
+    refreshers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reserve(self, model: str) -> None:
+        for refresh in self.refreshers:
+            refresh()
         with self._lock:
             if self.max_calls is not None and self.calls >= self.max_calls:
                 raise BudgetExhausted(f"LM-call budget reached ({self.max_calls} calls)")

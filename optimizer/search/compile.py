@@ -73,6 +73,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
                        show_progress=show_progress)
     run_id = observer.start(study_name=name, program=ref, seed=seed, budget=budget.model_dump(),
                             datasets=datasets) if observer else None
+    METER.refreshers.append(session._refresh)
     METER.listeners.append(session._save_spent)
     try:
         session.recover()
@@ -93,8 +94,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             observer.fail(exc)
         raise
     finally:
-        if session._save_spent in METER.listeners:
-            METER.listeners.remove(session._save_spent)
+        session.detach()
     if observer is not None:
         observer.finish(result)
     return result
@@ -117,8 +117,7 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
     chosen = choose(candidates, max_cost=session.max_cost, max_p95=session.max_p95)
     spent = session.spent()  # the test report below is not part of the compile's spending
     session._save_spent()
-    if session._save_spent in METER.listeners:
-        METER.listeners.remove(session._save_spent)
+    session.detach()
     test: list[TrialRecord] = []
     if testset is not None:
         report = {r.variant_key: r for r in [*front, *baselines, chosen]}

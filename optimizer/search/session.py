@@ -100,15 +100,23 @@ class Session:
         own, others = self._own(), self._others()
         return Spent(calls=own.calls + others.calls, cost=own.cost + others.cost, seconds=own.seconds + others.seconds)
 
+    def _refresh(self) -> None:
+        """Before each call: lower this worker's limits by what the other workers have spent so far."""
+        if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
+            METER.max_calls, METER.max_cost, METER.deadline = self._limits()
+
     def _save_spent(self) -> None:
-        """Persist this worker's spending (before each call), shrink its limits by what other workers spent
-        meanwhile (so the budget holds for the study as a whole) and update the progress bar."""
+        """After each call is counted (and after each trial): persist this worker's spending, so a kill
+        loses none and the other workers deduct it, and update the progress bar."""
         own = self._own()
         self.study.set_user_attr(self._key, own.model_dump())
-        others = self._others()
-        if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
-            METER.max_calls, METER.max_cost, METER.deadline = self._limits(others)
-        self.advance(completed=own.calls + others.calls, status=self.status)
+        self.advance(completed=own.calls + self._others().calls, status=self.status)
+
+    def detach(self) -> None:
+        """Stop following the meter (compile() attaches :meth:`_refresh` and :meth:`_save_spent`)."""
+        for hooks, hook in ((METER.refreshers, self._refresh), (METER.listeners, self._save_spent)):
+            if hook in hooks:
+                hooks.remove(hook)
 
     def _limits(self, others: Spent | None = None) -> tuple[int | None, float | None, float | None]:
         """The meter's (max calls, max cost, deadline) for this worker given what the others spent."""
