@@ -164,6 +164,13 @@ def report_engine_call(spec: ModelSpec, tokens_in: int, tokens_out: int, latency
         record.latency_s, record.cost, record.finish_reason, record.text = latency, cost, finish, text
 
 
+def amend_engine_call(finish: str, text: str) -> None:
+    """Correct the finish reason and text of the call just reported (a wrapper that altered the output)."""
+    record = _current.get()
+    if record is not None:
+        record.finish_reason, record.text = finish, text
+
+
 def _response_fields(lm: Any) -> dict[str, Any]:
     """Tokens, latency and finish reason of a cache hit, from the response DSPy cached."""
     entry = lm.history[-1] if getattr(lm, "history", None) else {}

@@ -30,3 +30,11 @@ class UsageError(ProgoptError, ValueError):
     def __init__(self, what: str, where: str):
         self.what, self.where = what, where
         super().__init__(f"{what}, {where}")
+
+
+class CallFailed(ProgoptError):
+    """A model call raised (after its retries): the example has no output to parse."""
+
+    def __init__(self, model: str | None, step: str | None, error: str):
+        self.model, self.step, self.error = model, step, error
+        super().__init__(f"{model} (step {step}) call failed: {error[:300]}")

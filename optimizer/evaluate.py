@@ -19,7 +19,7 @@ import numpy as np
 from scipy import stats
 
 from optimizer.accounting import STOPPING, CallRecord, Ledger, raise_stopping, totals
-from optimizer.errors import InvalidOutput, TruncatedOutput
+from optimizer.errors import CallFailed, InvalidOutput, TruncatedOutput
 from optimizer.progress import progress_bar
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -86,6 +86,8 @@ class Evaluation:
             "input_tokens": sum(c.input_tokens for c in self.calls),
             "output_tokens": sum(c.output_tokens for c in self.calls),
             "truncations": sum(r.error_type == "TruncatedOutput" for r in self.results),
+            "failure_rate": sum(r.error is not None for r in self.results) / n,
+            "call_failure_rate": sum(r.error_type == "CallFailed" for r in self.results) / n,
             "by_model": totals(self.calls, "model"), "by_step": totals(self.calls, "step"),
         }
 
@@ -97,10 +99,14 @@ def _prediction_dict(pred: Any) -> dict[str, Any]:
 
 
 def _failure(exc: Exception, calls: list[CallRecord]) -> Exception:
-    """Name a failure by its evidence: a truncated generation, or an output that did not parse."""
+    """Name a failure by its evidence: a truncated generation, a call that raised, or an output that did
+    not parse."""
     bad = next((c for c in reversed(calls) if c.finish_reason == "length"), None)
     if bad is not None:
         return TruncatedOutput(bad.model, bad.step, bad.text)
+    raised = next((c for c in reversed(calls) if c.error is not None and c.text is None), None)
+    if raised is not None:
+        return CallFailed(raised.model, raised.step, raised.error or "")
     last = calls[-1] if calls else None
     return InvalidOutput(last and last.model, last and last.step, last and last.text, f"{type(exc).__name__}: {exc}")
 

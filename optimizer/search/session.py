@@ -29,7 +29,7 @@ from optimizer.accounting import METER, BudgetExhausted
 from optimizer.errors import UsageError
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
-from optimizer.results import OBJECTIVES, feasible
+from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
 from optimizer.search.records import CompileObserver, Stage, TrialRecord
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
 from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
@@ -253,6 +253,7 @@ class Session:
         if self.max_p95 is not None:
             trial.set_constraint("max_p95_latency_s", s["latency_p95_s"] - self.max_p95)
         trial.set_user_attr("feasible", feasible(record, self.max_cost, self.max_p95))
+        trial.set_user_attr("failed_variant", s["call_failure_rate"] > MAX_CALL_FAILURE_RATE)
         self._promote(trial, record, space)
         self.study.tell(trial, [s[OBJECTIVES[o][0]] for o in self.objectives])
         self._save_spent()
