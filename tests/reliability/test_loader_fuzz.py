@@ -112,10 +112,9 @@ def test_csv_rows_with_damage_load_or_raise_data_error(record_counts) -> None:
 
 VALID_VALUES = ["1", "3", "0.5", "direct", "cot", "json", "compact", "local/gemma3-270m", "tpe", "quality",
                 "sentiment=label"]
-OPTION_VALUES = st.one_of(st.sampled_from(VALID_VALUES), st.sampled_from(["0", "-5", "1", "nan", "inf", "1e9", "x", "", "sc1", "sc3", "cot",
-                                           "direct", "json", "xml", "smolm2", "openai/gpt-4o-mini",
-                                           "local/smollm2-135m", "a=b", "a", "=", "9" * 30]),
-                          st.text(max_size=8))
+ODD_VALUES = ["0", "-5", "nan", "inf", "1e9", "x", "", "sc1", "sc3", "xml", "smolm2", "openai/gpt-4o-mini",
+              "local/smollm2-135m", "a=b", "a", "=", "9" * 30]
+OPTION_VALUES = st.one_of(st.sampled_from(VALID_VALUES), st.sampled_from(ODD_VALUES), st.text(max_size=8))
 OPTIONS = st.sampled_from(["--budget", "--budget-cost", "--budget-seconds", "--limit", "--train-limit",
                            "--minibatch", "--num-threads", "--strategies", "--formats", "--models", "--seed",
                            "--strategy", "--objectives", "--max-cost", "--map"])
