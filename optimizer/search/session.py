@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import dspy
 import numpy as np
@@ -288,7 +288,8 @@ class Session:
                 self.status = (f"trials {len(self.study.trials)} | best val {best:.3f} | US${spent.cost:.5f} | "
                                f"{spent.seconds:.0f}s")
                 self.advance(completed=spent.calls, status=self.status)
-            self._finish_inherited(space)
         except BudgetExhausted:
             pass
+        with suppress(BudgetExhausted):  # its trials then stay queued for a later run
+            self._finish_inherited(space)
         self._save_spent()
