@@ -6,8 +6,9 @@ report with the counts.
 
 Pieces: ``fuzz`` (hypothesis inputs across the data and option loaders; no model, so not locked),
 ``faults`` (fault-injected compiles, the local model and the loopback server), ``kills-<i>`` (SIGKILL and
-resume cycles of a real compile and of a two-worker PostgreSQL compile, a different seed per piece). Each piece appends its counts to
-``experiments/results/reliability/<piece>.jsonl`` and is marked done by ``<piece>.done`` (its exit code)."""
+resume cycles of a real compile and of a two-worker PostgreSQL compile, a different seed per piece).
+Each piece appends its counts to ``experiments/results/reliability/<piece>.jsonl`` and is marked done by
+``<piece>.done`` (its exit code)."""
 
 from __future__ import annotations
 
