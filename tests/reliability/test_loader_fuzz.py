@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import string
 import tempfile
 from collections import Counter
@@ -55,7 +56,7 @@ def check(data: bytes, suffix: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"d{suffix}"
         path.write_bytes(data)
-        lines = data.count(b"\n") + 1
+        lines = len(re.split(rb"\r\n|\r|\n", data))  # CSV also ends a line at a lone CR
         try:
             rows = read_rows(path)
             examples = load_examples(path, inputs=["sentence"])
