@@ -12,6 +12,7 @@ from optimizer.space.variant import strategy_settings
 
 
 def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse type: a ``kind`` number above ``low`` (or equal to it when ``inclusive``), never NaN."""
     bound = f">= {low:g}" if inclusive else f"> {low:g}"
 
     def parse(text: str) -> float:
@@ -24,7 +25,6 @@ def _number(kind: type, low: float, inclusive: bool) -> Callable[[str], float]:
             raise argparse.ArgumentTypeError(f"must be {bound} (got {text})")
         return value
 
-    parse.__name__ = f"{kind.__name__} {bound}"
     return parse
 
 
