@@ -74,15 +74,24 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def _real_cycle(tmp: Path, target: int) -> str | None:
-    """Kill the real compile once ``target`` calls completed, resume it, check; the phase killed in (None:
-    it finished first)."""
+def _promoting(storage: str) -> bool:
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+    except KeyError:
+        return False
+    return any("promoting" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
+def _real_cycle(tmp: Path, target: int | None) -> str | None:
+    """Kill the real compile once ``target`` calls completed (None: once a promotion is running), resume it,
+    check; the phase killed in (None: it finished first)."""
     storage, log = f"sqlite:///{tmp / 'study.db'}", tmp / "calls.log"
     args = [storage, str(tmp / "cache"), str(log), str(tmp / "result.json"), str(BUDGET),
             f"sqlite:///{tmp / 'mlflow.db'}"]
     cmd = [sys.executable, "-m", "tests.reliability.kill_case", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if not _kill_when(proc, lambda: len(_lines(log)) >= target):
+    ready = (lambda: _promoting(storage)) if target is None else (lambda: len(_lines(log)) >= target)
+    if not _kill_when(proc, ready):
         return None
     before, paid_before = _finished(storage, STUDY), _lines(log)
     phase = _phase(storage, STUDY, len(paid_before) >= BUDGET)
@@ -111,8 +120,9 @@ def test_sigkilled_real_compiles_resume_with_nothing_lost_or_paid_twice(tmp_path
     phases: list[str] = []
     for cycle in range(KILLS):
         (tmp_path / str(cycle)).mkdir()
-        # stratified kill points: in the space build, among the trials, or in the test report
-        target = rng.choice([rng.randint(1, 10), rng.randint(14, BUDGET - 2), rng.randint(BUDGET + 1, BUDGET + 8)])
+        # kill points by phase, in turn: the space build, a trial, a promotion, the test report
+        target = [rng.randint(1, 10), rng.randint(14, BUDGET - 2), None, rng.randint(BUDGET + 1, BUDGET + 6)][
+            (cycle + SEED) % 4]
         phase = _real_cycle(tmp_path / str(cycle), target)
         if phase is not None:
             phases.append(phase)
