@@ -100,3 +100,15 @@ def test_running_out_of_budget_while_building_the_space_stops_the_compile_and_st
                 metric=metric, models=replay_pool(), budget=Budget(calls=3), objectives=("quality",),
                 proposer=None, teacher="first", seed=0, storage=storage, study_name="s", show_progress=False)
     assert "space" not in optuna.load_study(study_name="s", storage=storage).user_attrs
+
+
+def test_a_trial_whose_worker_was_killed_before_its_first_heartbeat_is_redone(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    _compile(storage, budget={"trials": 3})
+    study = optuna.load_study(study_name="s", storage=storage)
+    orphan = study.ask()  # asked, then killed: no heartbeat, no worker attribute
+    monkeypatch.setattr("optimizer.search.session.GRACE_S", 1)
+    _compile(storage, budget={"trials": 6})
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))

@@ -262,7 +262,9 @@ class Session:
     def _finish_inherited(self, space: SearchSpace) -> None:
         """Wait (at most ``GRACE_S`` plus two beats) for the trials that were RUNNING when this run started
         to finish or go stale, then redo the re-queued ones, so a trial a killed run left (mid-promotion,
-        say) is finished by this run rather than a later one."""
+        say) is finished by this run rather than a later one. One still RUNNING that never got a worker
+        attribute was asked by a worker killed before its first heartbeat: it is failed and re-queued too
+        (judged by this run's own clock, never by timestamps written on another host)."""
         if not heartbeats(self.study) or not self._inherited:
             return
         deadline = time.monotonic() + GRACE_S + 2 * HEARTBEAT_S
@@ -271,6 +273,11 @@ class Session:
         while running() and time.monotonic() < deadline:
             time.sleep(HEARTBEAT_S)
             fail_stale_trials(self.study)
+        for number in running():  # killed between ask and its first beat: no heartbeat, so never stale
+            frozen = self.study.trials[number]
+            if "worker" not in frozen.user_attrs:  # a live worker sets it within milliseconds of the ask
+                self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+                RetryHeartbeatStaleTrialCallback()(self.study, frozen)
         self._inherited = set()
         while self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
             self._trial(space, propose=False)
