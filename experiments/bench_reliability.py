@@ -114,6 +114,18 @@ def report(path: Path) -> None:
               "| piece | exit code | seconds (incl. waiting for the lock) |", "|---|---|---|"]
     lines += [f"| {k} | {v['returncode'] if v else 'not run'} | {v['seconds'] if v else ''} |"
               for k, v in t["pieces"].items()]
+    lines += ["", "## What these numbers do not show", "",
+              "- Most injected faults hit compiles on *replayed* outputs (tests/fixtures/search_recording.json "
+              "through `ReplayEngine`, with the same accounting and retries as the real engines); only the "
+              "local-SmolLM2 and loopback-server rows are faults around real model calls.",
+              "- The two-worker PostgreSQL compiles also run on replayed outputs, each worker with its own "
+              "response cache by design, so 'no request paid twice' is checked on the real SQLite compile only; "
+              "there the check is over completed calls: a call in flight at the kill never completed and is "
+              "made again by the resume (and counted on the budget twice).",
+              "- Most fuzzed inputs are refused (damaged on purpose); the loaded ones are checked to have every "
+              "row and a non-empty input field.",
+              "- Kill points follow the phases in turn, but the phase recorded is what the study showed at the "
+              "kill (a kill aimed at a trial may land in its promotion)."]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(path)
 
