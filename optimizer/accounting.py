@@ -51,12 +51,42 @@ class BudgetExhausted(RuntimeError):
     """Raised by an engine instead of calling a model once the active budget is spent."""
 
 
+class ModelUnavailable(RuntimeError):
+    """A model that cannot answer any request (unknown model, rejected credentials): retrying or trying the
+    next example would only spend budget, so it stops the evaluation or compile like :class:`BudgetExhausted`."""
+
+
+STOPPING = (BudgetExhausted, ModelUnavailable)
+
+
+def raise_stopping(exc: BaseException) -> None:
+    """Raise the :data:`STOPPING` error wrapped in ``exc`` (a fresh one of its type, chained), if any."""
+    stop = stopping_cause(exc)
+    if stop is not None:
+        raise type(stop)(str(stop)) from exc
+
+
+def stopping_cause(exc: BaseException) -> BudgetExhausted | ModelUnavailable | None:
+    """The :data:`STOPPING` error in ``exc``'s cause/context chain (DSPy wraps engine errors), if any."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, STOPPING):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
 @dataclass
 class EngineMeter:
     """Process-wide count of calls that reached a model (never cache hits). Thread-safe.
 
-    Engines call :meth:`reserve` before each model call: it counts the call, or raises
-    :class:`BudgetExhausted` when a limit set by :meth:`limit` is reached, so no call ever exceeds it."""
+    Engines call :meth:`reserve` before each model call: it runs the ``refreshers`` (which may lower the
+    limits, e.g. by what other workers of a study spent), then counts the call or raises
+    :class:`BudgetExhausted` when a limit is reached, then runs the ``listeners`` (which persist the count).
+    So this process never exceeds its call limit; cost and time are checked before the call, and the call
+    in flight may overshoot them by its own cost and duration."""
 
     calls: int = 0
     tokens: int = 0
@@ -66,10 +96,13 @@ class EngineMeter:
     max_calls: int | None = None
     max_cost: float | None = None
     deadline: float | None = None
+    refreshers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def reserve(self, model: str) -> None:
+        for refresh in self.refreshers:
+            refresh()
         with self._lock:
             if self.max_calls is not None and self.calls >= self.max_calls:
                 raise BudgetExhausted(f"LM-call budget reached ({self.max_calls} calls)")
@@ -81,6 +114,13 @@ class EngineMeter:
             self.per_model[model] += 1
         for listener in self.listeners:  # e.g. persist spending before the call, so a kill loses none
             listener()
+
+    def exhausted(self) -> bool:
+        """Whether a limit is reached (the next :meth:`reserve` would raise)."""
+        with self._lock:
+            return ((self.max_calls is not None and self.calls >= self.max_calls)
+                    or (self.max_cost is not None and self.cost >= self.max_cost)
+                    or (self.deadline is not None and time.monotonic() >= self.deadline))
 
     def add(self, tokens: int, cost: float, compiled: bool) -> None:
         with self._lock:
@@ -122,6 +162,13 @@ def report_engine_call(spec: ModelSpec, tokens_in: int, tokens_out: int, latency
     if record is not None:
         record.cached, record.input_tokens, record.output_tokens = False, tokens_in, tokens_out
         record.latency_s, record.cost, record.finish_reason, record.text = latency, cost, finish, text
+
+
+def amend_engine_call(finish: str, text: str) -> None:
+    """Correct the finish reason and text of the call just reported (a wrapper that altered the output)."""
+    record = _current.get()
+    if record is not None:
+        record.finish_reason, record.text = finish, text
 
 
 def _response_fields(lm: Any) -> dict[str, Any]:

@@ -21,3 +21,20 @@ class InvalidOutput(ProgoptError):
     def __init__(self, model: str | None, step: str | None, raw: str | None, reason: str):
         self.model, self.step, self.raw, self.reason = model, step, raw, reason
         super().__init__(f"{model} (step {step}) gave an invalid output ({reason}); raw: {(raw or '')[:200]!r}")
+
+
+class UsageError(ProgoptError, ValueError):
+    """A command-line argument or a file it names that cannot be used: ``what`` is wrong, ``where`` (an
+    option and its value, or a path)."""
+
+    def __init__(self, what: str, where: str):
+        self.what, self.where = what, where
+        super().__init__(f"{what}, {where}")
+
+
+class CallFailed(ProgoptError):
+    """A model call raised (after its retries): the example has no output to parse."""
+
+    def __init__(self, model: str | None, step: str | None, error: str):
+        self.model, self.step, self.error = model, step, error
+        super().__init__(f"{model} (step {step}) call failed: {error[:300]}")

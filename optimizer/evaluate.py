@@ -18,8 +18,8 @@ import dspy
 import numpy as np
 from scipy import stats
 
-from optimizer.accounting import BudgetExhausted, CallRecord, Ledger, totals
-from optimizer.errors import InvalidOutput, TruncatedOutput
+from optimizer.accounting import STOPPING, CallRecord, Ledger, raise_stopping, totals
+from optimizer.errors import CallFailed, InvalidOutput, TruncatedOutput
 from optimizer.progress import progress_bar
 
 BOOTSTRAP_RESAMPLES = 2000
@@ -86,6 +86,8 @@ class Evaluation:
             "input_tokens": sum(c.input_tokens for c in self.calls),
             "output_tokens": sum(c.output_tokens for c in self.calls),
             "truncations": sum(r.error_type == "TruncatedOutput" for r in self.results),
+            "failure_rate": sum(r.error is not None for r in self.results) / n,
+            "call_failure_rate": sum(r.error_type == "CallFailed" for r in self.results) / n,
             "by_model": totals(self.calls, "model"), "by_step": totals(self.calls, "step"),
         }
 
@@ -97,37 +99,30 @@ def _prediction_dict(pred: Any) -> dict[str, Any]:
 
 
 def _failure(exc: Exception, calls: list[CallRecord]) -> Exception:
-    """Name a failure by its evidence: a truncated generation, or an output that did not parse."""
+    """Name a failure by its evidence: a truncated generation, a call that raised, or an output that did
+    not parse."""
     bad = next((c for c in reversed(calls) if c.finish_reason == "length"), None)
     if bad is not None:
         return TruncatedOutput(bad.model, bad.step, bad.text)
+    raised = next((c for c in reversed(calls) if c.error is not None and c.text is None), None)
+    if raised is not None:
+        return CallFailed(raised.model, raised.step, raised.error or "")
     last = calls[-1] if calls else None
     return InvalidOutput(last and last.model, last and last.step, last and last.text, f"{type(exc).__name__}: {exc}")
 
 
-def _chain(exc: BaseException) -> list[BaseException]:
-    """The exception and its causes/contexts (DSPy wraps engine errors)."""
-    out, seen = [], set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        seen.add(id(current))
-        out.append(current)
-        current = current.__cause__ or current.__context__
-    return out
-
-
 def run_example(program: dspy.Module, example: dspy.Example, metric: Callable, index: int,
                 steps: dict[int, str]) -> ExampleResult:
-    """Run one example; never raises for model-side failures (they become a recorded invalid result)."""
+    """Run one example; model-side failures become a recorded invalid result (score 0), except the
+    :data:`~optimizer.accounting.STOPPING` ones (budget spent, model unavailable), which are raised."""
     ledger = Ledger(steps=steps)
     with dspy.context(callbacks=[*dspy.settings.callbacks, ledger]):
         try:
             pred = program(**example.inputs())
-        except BudgetExhausted:
+        except STOPPING:
             raise
         except Exception as exc:  # noqa: BLE001 - every model-side failure is a recorded result
-            if any(isinstance(e, BudgetExhausted) for e in _chain(exc)):
-                raise BudgetExhausted(str(exc)) from exc
+            raise_stopping(exc)
             failure = _failure(exc, ledger.records)
             return ExampleResult(index, 0.0, False, None, ledger.records, str(failure), type(failure).__name__)
     valid = all(c.valid is not False for c in ledger.records)

@@ -30,10 +30,16 @@ def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[str] = ("q
     return sorted(front, key=lambda r: (-r.summary["score"], r.summary["cost_per_example"]))
 
 
+MAX_CALL_FAILURE_RATE = 0.5  # a variant whose calls raise on more of its examples is failed
+
+
 def feasible(record: TrialRecord, max_cost: float | None, max_p95: float | None) -> bool:
+    """Within the caps, and not a failed variant (its calls raised, after retries, on more than
+    ``MAX_CALL_FAILURE_RATE`` of its examples): a failed variant is never promoted, nor chosen while any
+    other fits."""
     s = record.summary
     return (max_cost is None or s["cost_per_example"] <= max_cost) and (
-        max_p95 is None or s["latency_p95_s"] <= max_p95)
+        max_p95 is None or s["latency_p95_s"] <= max_p95) and s.get("call_failure_rate", 0.0) <= MAX_CALL_FAILURE_RATE
 
 
 def choose(records: Sequence[TrialRecord], *, max_cost: float | None = None,

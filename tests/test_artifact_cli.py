@@ -40,7 +40,7 @@ def test_run_a_jsonl_file_writes_one_prediction_per_line_in_order(tmp_path):
 
 
 def test_run_refuses_unknown_input_fields_before_calling_a_model():
-    with pytest.raises(ValueError, match=r"inputs \['sentence'\]; unknown: \['text'\]"):
+    with pytest.raises(ValueError, match=r"inputs \['sentence'\] \(unknown: \['text'\]\)"):
         progopt("run", str(FIXTURE), "--input", '{"text": "a film"}')
 
 

@@ -29,4 +29,4 @@ def test_cli_reports_a_bad_data_row_with_file_and_line(tmp_path, capsys):
     code = main(["evaluate", "programs/sentiment.py:Sentiment", "--data", str(bad), "--inputs", "sentence",
                  "--map", "sentiment=label"])
     assert code == 2
-    assert f"{bad}, line 2" in capsys.readouterr().err
+    assert capsys.readouterr().err.strip() == f"progopt: invalid JSON (Expecting value at column 14), {bad} line 2"

@@ -1,15 +1,24 @@
-"""Recovery with several workers on one study: only trials of workers that are gone are failed and re-queued."""
+"""Recovery with several workers on one study (Optuna heartbeats): only trials whose worker stopped beating
+are failed and re-queued, however long a live worker's call takes; failures in-process re-queue at once;
+budget exhaustion while building the space is never swallowed; a rerun with other options is refused."""
 
-import socket
-import subprocess
+import threading
 import time
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
+from optimizer.accounting import BudgetExhausted
+from optimizer.errors import UsageError
 from optimizer.models import ModelPool
-from optimizer.search.session import Budget, Session
-from programs.sentiment import Sentiment, metric
+from optimizer.search.compile import Budget, compile
+from optimizer.search.session import Session
+from optimizer.search.storage import heartbeat, open_storage
+from programs.sentiment import TASK, Sentiment, metric
+from tests.fixtures.search_case import replay_pool
+
+CHOICE = {"classify:model": optuna.distributions.CategoricalDistribution(["a", "b"])}
 
 
 def _session(study: optuna.Study) -> Session:
@@ -19,28 +28,87 @@ def _session(study: optuna.Study) -> Session:
                    show_progress=False)
 
 
-def _running_trial(study: optuna.Study, worker: str, **info) -> int:
-    study.set_user_attr(worker, {"calls": 1, "cost": 0.0, "seconds": 1.0, **info})
-    trial = study.ask({"classify:model": optuna.distributions.CategoricalDistribution(["a", "b"])})
-    trial.set_user_attr("worker", worker)
-    return trial.number
+def test_recover_keeps_a_beating_workers_trial_and_requeues_one_whose_heartbeat_stopped(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path / 's.db'}", heartbeat_s=1, grace_s=2)
+    study = optuna.create_study(storage=storage)
+    live, dead = study.ask(CHOICE), study.ask(CHOICE)
+    dead.set_user_attr("label", "baseline b")
+    storage.record_heartbeat(dead._trial_id)  # its worker beat once, then was killed
+    stop = threading.Event()
 
+    def live_worker() -> None:  # one very long LM call: the trial keeps beating all along
+        with heartbeat(study, live):
+            stop.wait()
 
-def test_recover_keeps_live_workers_trials_and_requeues_gone_ones():
-    study = optuna.create_study()
-    here = socket.gethostname()
-    live = subprocess.Popen(["sleep", "60"])
-    dead = subprocess.Popen(["true"])
-    dead.wait()
+    thread = threading.Thread(target=live_worker)
+    thread.start()
     try:
-        alive_trial = _running_trial(study, "spent:live", host=here, pid=live.pid, updated=time.time())
-        dead_trial = _running_trial(study, "spent:dead", host=here, pid=dead.pid, updated=time.time())
-        remote = _running_trial(study, "spent:remote", host="elsewhere", pid=1, updated=time.time())
-        stale = _running_trial(study, "spent:stale", host="elsewhere", pid=1, updated=time.time() - 3600)
-        _session(study).recover()
+        deadline = time.monotonic() + 60
+        while study.trials[dead.number].state == TrialState.RUNNING and time.monotonic() < deadline:
+            time.sleep(0.5)
+            _session(study).recover()
     finally:
-        live.kill()
+        stop.set()
+        thread.join()
     states = {t.number: t.state for t in study.trials}
-    assert states[alive_trial] == states[remote] == TrialState.RUNNING
-    assert states[dead_trial] == states[stale] == TrialState.FAIL
-    assert sum(t.state == TrialState.WAITING for t in study.trials) == 2  # the gone workers' variants, re-queued
+    assert states[live.number] == TrialState.RUNNING and states[dead.number] == TrialState.FAIL
+    (queued,) = study.get_trials(states=(TrialState.WAITING,))
+    assert queued.params == study.trials[dead.number].params and queued.user_attrs["label"] == "baseline b"
+    study.tell(live, 1.0)  # the live worker finishes normally (no UpdateFinishedTrialError)
+
+
+def _compile(storage: str, metric_fn=metric, **kw) -> object:
+    return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
+                   metric=metric_fn, models=replay_pool(), budget=Budget(**{"trials": 4, **kw.pop("budget", {})}),
+                   strategy="random", objectives=("quality",), proposer=None, teacher=None, minibatch=12,
+                   promote_fraction=1.0, seed=0, storage=storage, study_name="s", show_progress=False,
+                   formats=kw.pop("formats", ("json",)), **kw)
+
+
+def test_a_trial_that_raises_is_failed_and_requeued_and_a_rerun_finishes_it(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    calls = []
+
+    def flaky(example, pred, trace=None):
+        calls.append(1)
+        if len(calls) == 15:  # inside the first baseline's promotion (12 minibatch examples, then full)
+            raise RuntimeError("metric crashed")
+        return metric(example, pred, trace)
+
+    with pytest.raises(RuntimeError, match="metric crashed"):
+        _compile(storage, flaky)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert [t.state for t in study.trials][:2] == [TrialState.FAIL, TrialState.WAITING]
+    assert not study.get_trials(states=(TrialState.RUNNING,))
+    result = _compile(storage)
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))
+    assert len(result.baselines) == 2  # the interrupted promotion was redone
+
+
+def test_a_rerun_with_other_options_is_refused_by_the_stored_space(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    _compile(storage)
+    with pytest.raises(UsageError, match=r"the study searches formats \['json'\] \(asked \['json', 'compact'\]\)"):
+        _compile(storage, formats=("json", "compact"))
+
+
+def test_running_out_of_budget_while_building_the_space_stops_the_compile_and_stores_no_space(tmp_path):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    with pytest.raises(BudgetExhausted, match="while building the search space"):
+        compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
+                metric=metric, models=replay_pool(), budget=Budget(calls=3), objectives=("quality",),
+                proposer=None, teacher="first", seed=0, storage=storage, study_name="s", show_progress=False)
+    assert "space" not in optuna.load_study(study_name="s", storage=storage).user_attrs
+
+
+def test_a_trial_whose_worker_was_killed_before_its_first_heartbeat_is_redone(tmp_path, monkeypatch):
+    storage = f"sqlite:///{tmp_path / 's.db'}"
+    _compile(storage, budget={"trials": 3})
+    study = optuna.load_study(study_name="s", storage=storage)
+    orphan = study.ask()  # asked, then killed: no heartbeat, no worker attribute
+    monkeypatch.setattr("optimizer.search.session.GRACE_S", 1)
+    _compile(storage, budget={"trials": 6})
+    study = optuna.load_study(study_name="s", storage=storage)
+    assert study.trials[orphan.number].state == TrialState.FAIL
+    assert not study.get_trials(states=(TrialState.RUNNING, TrialState.WAITING))

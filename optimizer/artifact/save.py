@@ -8,9 +8,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +23,7 @@ from optimizer.artifact.schema import FORMAT_VERSION, HASH_KEY, content_hash, js
 from optimizer.artifact.signature import check_program, describe_step
 from optimizer.models.pool import ModelPool
 from optimizer.models.spec import ModelSpec
+from optimizer.outputs import write_atomic
 from optimizer.search.records import CompileResult
 from optimizer.secrets import SecretDetector
 from optimizer.space.variant import StepConfig
@@ -105,21 +104,6 @@ def check_secrets(doc: dict[str, Any], path: Path) -> None:
             raise ArtifactSecretError(path, json_path(at), f"contains {kind}; an artifact never carries a secret")
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_artifact(path: str | Path, *, program_ref: str, program: dspy.Module, steps: Mapping[str, StepConfig],
                   models: Mapping[str, ModelSpec], metrics: Mapping[str, Mapping[str, Any] | None],
                   provenance: Mapping[str, Any]) -> Path:
@@ -166,7 +150,7 @@ def save_artifact(path: str | Path, *, program_ref: str, program: dspy.Module, s
     check_secrets(doc, path)
     validate(doc, path)
     check_program(program_class(), step_docs, path)
-    _write_atomic(path, json_dumps(doc))
+    write_atomic(path, json_dumps(doc))
     return path
 
 

@@ -20,7 +20,9 @@ from typing import TYPE_CHECKING, Any
 
 import dspy
 
-from optimizer.data import DataError
+from optimizer.data import DataError, read_rows
+from optimizer.errors import UsageError
+from optimizer.outputs import check_output, write_atomic
 from optimizer.secrets import SecretDetector
 
 if TYPE_CHECKING:
@@ -45,19 +47,12 @@ def _parameters(program: dspy.Module) -> set[str] | None:
 
 
 def _read_inputs(path: Path, accepted: set[str] | None) -> list[dict[str, Any]]:
-    """One JSON object per line; keys the program does not take (labels, ids) are dropped."""
-    rows = []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
-            if not isinstance(row, dict):
-                raise DataError(path, lineno, f"expected a JSON object, got {type(row).__name__}")
-            rows.append(row if accepted is None else {k: v for k, v in row.items() if k in accepted})
+    """One JSON object per line (see :func:`optimizer.data.read_rows`); keys the program does not take
+    (labels, ids) are dropped. An input without a row is a :class:`DataError`."""
+    rows = [row if accepted is None else {k: v for k, v in row.items() if k in accepted}
+            for _, row in read_rows(path)]
+    if not rows:
+        raise DataError(path, None, "no rows")
     return rows
 
 
@@ -65,12 +60,12 @@ def _run_one(program: dspy.Module, text: str) -> int:
     try:
         inputs = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--input is not valid JSON: {exc.msg} at column {exc.colno}") from None
+        raise UsageError(f"not valid JSON ({exc.msg} at column {exc.colno})", "--input") from None
     accepted = _parameters(program)
     unknown = sorted(set(inputs) - accepted) if isinstance(inputs, dict) and accepted is not None else []
     if not isinstance(inputs, dict) or unknown:
-        raise ValueError(f"--input must be a JSON object of the program's inputs {sorted(accepted or [])}; "
-                         f"unknown: {unknown}")
+        raise UsageError(f"must be a JSON object of the program's inputs {sorted(accepted or [])} "
+                         f"(unknown: {unknown})", "--input")
     print(json.dumps(prediction_json(program(**inputs)), ensure_ascii=False))
     return 0
 
@@ -91,7 +86,7 @@ def _run_file(program: dspy.Module, source: Path, out: Path) -> int:
                 results[i] = {ERROR_KEY: f"{type(exc).__name__}: {exc}"}
                 failed += 1
             advance(status=f"{failed} failed" if failed else "")
-    out.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results), encoding="utf-8")
+    write_atomic(out, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in results))
     if failed:
         print(f"progopt run: {failed} of {len(rows)} inputs failed (lines with {ERROR_KEY!r} in {out})",
               file=sys.stderr)
@@ -117,7 +112,11 @@ def _load(args: argparse.Namespace) -> dspy.Module:
 def run(args: argparse.Namespace) -> int:
     """Load the artifact and run it on one input or on a JSONL file of inputs."""
     if args.inputs and not args.out:
-        raise ValueError("--inputs needs --out FILE.jsonl")
+        raise UsageError("needs --out FILE.jsonl", f"--inputs {args.inputs}")
+    if args.inputs:
+        check_output(Path(args.out), "--out", [Path(args.inputs), Path(args.artifact)])
+        if Path(args.inputs).suffix.lower() not in {".jsonl", ".ndjson"}:
+            raise UsageError("expects a .jsonl file", f"--inputs {args.inputs}")
     program = _load(args)
     if args.input is not None:
         return _run_one(program, args.input)

@@ -6,8 +6,39 @@ import argparse
 import json
 from pathlib import Path
 
-from optimizer.commands.evaluate import add_task_arguments
+from optimizer.commands.evaluate import add_task_arguments, input_paths
+from optimizer.commands.options import count, positive_float, positive_int, strategy
+from optimizer.errors import UsageError
+from optimizer.outputs import check_output, write_atomic
 from optimizer.secrets import SecretDetector
+
+OUTPUTS = ("", ".result.json", ".report.md", ".front.png")  # suffixes replacing --out's for each output file
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first sentence of an error from SQLAlchemy, a driver or MLflow (their messages run on)."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].split(". ")[0][:200]
+
+
+def _storage(url: str):  # noqa: ANN202 - an optuna storage, imported lazily
+    from optimizer.search.storage import open_storage
+
+    try:
+        return open_storage(url)
+    except Exception as exc:  # noqa: BLE001 - any failure to open it is the user's URL or server
+        raise UsageError(f"cannot open the Optuna storage ({_first_line(exc)})", f"--storage {url}") from exc
+
+
+def _tracker(args: argparse.Namespace):  # noqa: ANN202 - an MlflowTracker, imported lazily
+    from optimizer.tracking import MlflowTracker
+
+    try:
+        tracker = MlflowTracker(tracking_uri=args.tracking_uri, experiment=args.experiment)
+        tracker.client.search_experiments(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it is the user's URI or server
+        raise UsageError(f"cannot open the MLflow tracking store ({_first_line(exc)})",
+                         f"--tracking-uri {args.tracking_uri}") from exc
+    return tracker
 
 
 def run(args: argparse.Namespace) -> int:
@@ -15,18 +46,16 @@ def run(args: argparse.Namespace) -> int:
     from optimizer.search.compile import Budget, compile
     from optimizer.tasks import resolve_task
 
+    out = Path(args.out)
+    for suffix in OUTPUTS:
+        check_output(out.with_suffix(suffix) if suffix else out, "--out", input_paths(args))
     task = resolve_task(args)
     train = task.load(args.train or "train", args.train_limit)
     val = task.load(args.val or "val", args.val_limit)
     test = task.load(args.data or args.split, args.limit) if args.split != "none" else None
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    storage = args.storage or f"sqlite:///{out.with_suffix('.study.db')}"
-    observer = None
-    if args.tracking_uri != "none":
-        from optimizer.tracking import MlflowTracker
-
-        observer = MlflowTracker(tracking_uri=args.tracking_uri, experiment=args.experiment)
+    observer = _tracker(args) if args.tracking_uri != "none" else None
+    url = args.storage or f"sqlite:///{out.with_suffix('.study.db')}"
+    storage = _storage(url)
     result = compile(
         task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool, testset=test,
         budget=Budget(calls=args.budget, cost=args.budget_cost, seconds=args.budget_seconds), seed=args.seed,
@@ -39,13 +68,13 @@ def run(args: argparse.Namespace) -> int:
     png = plot_front(result, out.with_suffix(".front.png"))
     result_path = out.with_suffix(".result.json")
     masked = SecretDetector().mask_value(json.loads(result.model_dump_json()))  # a report: no secret reaches it
-    result_path.write_text(json.dumps(masked, indent=1), encoding="utf-8")
-    out.with_suffix(".report.md").write_text(markdown_report(result), encoding="utf-8")
+    write_atomic(result_path, json.dumps(masked, indent=1))
+    write_atomic(out.with_suffix(".report.md"), markdown_report(result))
     from optimizer.artifact import save_result
 
     save_result(result, out, program=task.program_class(), pool=task.pool)
     print(json.dumps({"artifact": str(out), "result": str(result_path), "front_png": str(png),
-                      "storage": storage, "spent": result.spent}, indent=1))
+                      "storage": url, "spent": result.spent}, indent=1))
     return 0
 
 
@@ -55,11 +84,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(split="test")
     p.add_argument("--train", help="train file or split (default: TASK train)")
     p.add_argument("--val", help="validation file or split (default: TASK val)")
-    p.add_argument("--train-limit", type=int)
-    p.add_argument("--val-limit", type=int)
-    p.add_argument("--budget", type=int, default=1000, help="LM calls reaching a model (default 1000)")
-    p.add_argument("--budget-cost", type=float, help="US$ limit")
-    p.add_argument("--budget-seconds", type=float, help="wall-clock limit")
+    p.add_argument("--train-limit", type=count)
+    p.add_argument("--val-limit", type=count)
+    p.add_argument("--budget", type=positive_int, default=1000, help="LM calls reaching a model (default 1000)")
+    p.add_argument("--budget-cost", type=positive_float, help="US$ limit")
+    p.add_argument("--budget-seconds", type=positive_float, help="wall-clock limit")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--strategy", default="tpe", choices=["tpe", "nsga2", "random", "coordinate", "exhaustive"])
     p.add_argument("--objectives", nargs="+", default=["quality", "cost"], choices=["quality", "cost", "latency"])
@@ -67,10 +96,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-p95", type=float, help="max p95 latency (s) per example for the chosen variant")
     p.add_argument("--formats", nargs="+", default=["json", "compact"], choices=["json", "chat", "compact"],
                    help="prompt formats to search per step (default: json compact)")
-    p.add_argument("--strategies", nargs="+", default=["direct"], help="direct, cot, scK (self-consistency)")
+    p.add_argument("--strategies", nargs="+", type=strategy, default=["direct"],
+                   help="direct, cot, scK (self-consistency, K >= 2)")
     p.add_argument("--proposer", default="first", help="pool model proposing instructions ('none' to skip)")
     p.add_argument("--teacher", default="first", help="pool model bootstrapping demos ('none' to skip)")
-    p.add_argument("--minibatch", type=int, default=16, help="validation examples for screening")
+    p.add_argument("--minibatch", type=positive_int, default=16, help="validation examples for screening")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite next to --out)")
     p.add_argument("--study-name", help="resume/continue this study (default: derived from program and data)")
     p.add_argument("--tracking-uri", default=None,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
+
+from optimizer.commands.options import count, model_name, positive_int
+from optimizer.outputs import check_output, write_atomic
 
 
 def add_task_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,11 +18,17 @@ def add_task_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--inputs", nargs="+", help="input field names (default: the program's TASK)")
     p.add_argument("--map", nargs="*", default=[], metavar="FIELD=COLUMN", help="rename file columns")
     p.add_argument("--metric", help="built-in (exact_match:FIELD, entity_f1[:FIELD]) or file.py:function")
-    p.add_argument("--models", nargs="+", help="model names (default: the embedded local pool)")
+    p.add_argument("--models", nargs="+", type=model_name,
+                   help="embedded model names or LiteLLM provider/model strings (default: the embedded local pool)")
     p.add_argument("--api-base", help="API base URL for non-local models")
-    p.add_argument("--limit", type=int, help="use the first N examples")
-    p.add_argument("--num-threads", type=int, default=8,
+    p.add_argument("--limit", type=count, help="use the first N examples")
+    p.add_argument("--num-threads", type=positive_int, default=8,
                    help="concurrent examples on API models (default 8; local models run one call at a time)")
+
+
+def input_paths(args: argparse.Namespace) -> list[Path]:
+    """The data files a command reads (outputs must never replace one of them)."""
+    return [Path(v) for v in (getattr(args, k, None) for k in ("data", "train", "val")) if v]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from optimizer.report import evaluation_table, print_table
     from optimizer.tasks import resolve_task
 
+    if args.json:
+        check_output(Path(args.json), "--json", input_paths(args))
     task = resolve_task(args)
     examples = task.load(args.data or args.split, args.limit)
     summaries = {}
@@ -36,8 +48,7 @@ def run(args: argparse.Namespace) -> int:
         summaries[name] = ev.summary()
     print_table(evaluation_table(f"{args.program} on {len(examples)} examples", summaries))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(summaries, fh, indent=2)
+        write_atomic(Path(args.json), json.dumps(summaries, indent=2))
     return 0
 
 

@@ -57,7 +57,8 @@ class ModelPool:
             raise KeyError(f"model {name!r} is not in the pool {self.names}") from None
 
     def lm(self, name: str) -> dspy.LM:
-        """The shared ``dspy.LM`` for ``name`` (constrained local engine or LiteLLM engine)."""
+        """The shared ``dspy.LM`` for ``name`` (constrained local engine or LiteLLM engine, each with a timeout
+        per call and retries of transient failures: :mod:`optimizer.models.retry`)."""
         with self._lock:
             if name not in self._lms:
                 spec = self[name]
@@ -65,13 +66,13 @@ class ModelPool:
                 if self._engine_for is not None:
                     engine = self._engine_for(spec)
                 elif spec.provider == "local":
-                    from optimizer.models.engine import LlamaEngine
+                    from optimizer.models.retry import ResilientLlamaEngine
 
-                    engine = LlamaEngine(spec)
+                    engine = ResilientLlamaEngine(spec)
                 else:
-                    from optimizer.models.api import ApiEngine
+                    from optimizer.models.retry import ResilientApiEngine
 
-                    engine = ApiEngine(spec)
+                    engine = ResilientApiEngine(spec)
                 self._lms[name] = dspy.LM(spec.name, engine=engine, max_tokens=spec.max_tokens,
                                           temperature=spec.temperature, num_retries=0)
             return self._lms[name]

@@ -16,7 +16,7 @@ from typing import Any
 
 import dspy
 
-from optimizer.accounting import BudgetExhausted
+from optimizer.accounting import STOPPING, raise_stopping
 from optimizer.models.engine import REGEX_METADATA_KEY
 from optimizer.space.build import build_program
 from optimizer.space.variant import StepConfig
@@ -96,9 +96,10 @@ def propose(signature: type[dspy.Signature], trainset: Sequence[dspy.Example], l
         try:
             text = lm(_proposal_prompt(signature, shown), temperature=0.9, seed=seed + i, rollout_id=seed + i,
                       max_tokens=64, metadata={REGEX_METADATA_KEY: PROPOSAL_PATTERN})[0]
-        except BudgetExhausted:
+        except STOPPING:
             raise
-        except Exception:  # noqa: BLE001 - a failed proposal is simply not a candidate
+        except Exception as exc:  # noqa: BLE001 - a failed proposal is simply not a candidate
+            raise_stopping(exc)
             continue
         text = text.strip()
         usable = text.endswith(".") and is_usable(text, original=signature.instructions, train_texts=train_texts,
@@ -148,9 +149,10 @@ def bootstrapped_sets(program: dspy.Module, trainset: Sequence[dspy.Example], me
         with dspy.context(trace=[]):
             try:
                 pred = runnable(**ex.inputs())
-            except BudgetExhausted:
+            except STOPPING:
                 raise
-            except Exception:  # noqa: BLE001 - a failed teacher run gives no demo
+            except Exception as exc:  # noqa: BLE001 - a failed teacher run gives no demo
+                raise_stopping(exc)
                 continue
             if metric(ex, pred) < 1.0:
                 continue

@@ -20,6 +20,7 @@ from optimizer.results import OBJECTIVES, choose, pareto_front
 from optimizer.search.records import CompileObserver, CompileResult, TrialRecord
 from optimizer.search.session import Budget, Session
 from optimizer.search.space_builder import build_space
+from optimizer.search.storage import as_storage
 from optimizer.space.variant import Format, SearchSpace
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -33,7 +34,8 @@ DEFAULT_FORMATS: tuple[Format, ...] = ("json", "compact")
 
 def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
             metric: Callable, budget: Budget, models: ModelPool | Sequence[str] | None = None,
-            objectives: Sequence[str] = ("quality", "cost"), seed: int = 0, storage: str | None = None,
+            objectives: Sequence[str] = ("quality", "cost"), seed: int = 0,
+            storage: str | optuna.storages.BaseStorage | None = None,
             study_name: str | None = None, strategy: str = "tpe", testset: Sequence[dspy.Example] | None = None,
             max_cost_per_example: float | None = None, max_p95_latency_s: float | None = None,
             formats: Sequence[Format] = DEFAULT_FORMATS, strategies: Sequence[str] = ("direct",),
@@ -62,7 +64,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
         datasets["test"] = dataset_hash(testset)
     ref = program_ref or f"{type(program).__module__}:{type(program).__qualname__}"
     name = study_name or f"progopt-{type(program).__name__}-seed{seed}-{datasets['val'][:8]}"
-    study = optuna.create_study(study_name=name, storage=storage, load_if_exists=True,
+    study = optuna.create_study(study_name=name, storage=as_storage(storage), load_if_exists=True,
                                 directions=["maximize" if OBJECTIVES[o][1] > 0 else "minimize" for o in objectives])
     session = Session(program, trainset=trainset, valset=valset, metric=metric, pool=pool, objectives=objectives,
                        budget=budget, seed=seed, study=study, strategy=strategy, minibatch=minibatch,
@@ -71,6 +73,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
                        show_progress=show_progress)
     run_id = observer.start(study_name=name, program=ref, seed=seed, budget=budget.model_dump(),
                             datasets=datasets) if observer else None
+    METER.refreshers.append(session._refresh)
     METER.listeners.append(session._save_spent)
     try:
         session.recover()
@@ -79,7 +82,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             try:
                 space = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
-                    teacher=teacher, strategies=strategies, formats=formats))
+                    teacher=teacher, strategies=strategies, formats=formats),
+                    models=pool.names, strategies=strategies, formats=formats)
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
             session.search(space)
@@ -90,8 +94,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             observer.fail(exc)
         raise
     finally:
-        if session._save_spent in METER.listeners:
-            METER.listeners.remove(session._save_spent)
+        session.detach()
     if observer is not None:
         observer.finish(result)
     return result
@@ -114,8 +117,7 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
     chosen = choose(candidates, max_cost=session.max_cost, max_p95=session.max_p95)
     spent = session.spent()  # the test report below is not part of the compile's spending
     session._save_spent()
-    if session._save_spent in METER.listeners:
-        METER.listeners.remove(session._save_spent)
+    session.detach()
     test: list[TrialRecord] = []
     if testset is not None:
         report = {r.variant_key: r for r in [*front, *baselines, chosen]}

@@ -1,26 +1,37 @@
 """One run of a (possibly resumed, possibly one of several workers') compile against an Optuna study:
-the budget shared through the study, the trial loop, successive-halving promotion and crash recovery."""
+the budget shared through the study, the trial loop, successive-halving promotion and crash recovery.
+
+Invariants, for any number of workers and kills (SIGKILL included):
+- a trial stays RUNNING, with a heartbeat (:mod:`optimizer.search.storage`), until its minibatch evaluation
+  *and* its promotion are stored; so a kill at any point leaves it RUNNING, it goes stale, and it is failed
+  and re-queued with its params and attributes, and redone (its finished LM calls come from the cache);
+- a live worker's trial is never failed by another worker: only a stopped heartbeat makes a trial stale;
+- a trial that raises in this process is failed and re-queued at once (a later run redoes it);
+- a baseline runs once per study: a labelled trial whose label an earlier-numbered trial holds (RUNNING or
+  COMPLETE) is pruned as a duplicate; a variant is promoted once: by the earliest trial that qualifies.
+"""
 
 from __future__ import annotations
 
-import os
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import dspy
 import numpy as np
 import optuna
-from optuna.trial import TrialState
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel
 
 from optimizer.accounting import METER, BudgetExhausted
+from optimizer.errors import UsageError
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
-from optimizer.results import OBJECTIVES, feasible
+from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
 from optimizer.search.records import CompileObserver, Stage, TrialRecord
+from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
 from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
 from optimizer.space.build import build_program
 from optimizer.space.variant import SearchSpace, StepChoice, Variant
@@ -28,8 +39,9 @@ from optimizer.space.variant import SearchSpace, StepChoice, Variant
 # Stop after this many consecutive proposals of already-evaluated variants: the sampler has converged, and
 # such trials are free (cached), so a call or cost budget alone would never end the search.
 MAX_REPEATS_IN_A_ROW = 10
-SPENT_PREFIX = "spent:"  # study user attribute per worker: calls, cost, seconds, host, pid, updated
-STALE_WORKER_S = 300  # a worker on another host that has not recorded a call for this long is gone
+SPENT_PREFIX = "spent:"  # study user attribute per worker session: its calls, cost, seconds
+FULL_PREFIX = "full:"  # study user attribute per promoted variant: its full-validation TrialRecord
+LIVE = (TrialState.RUNNING, TrialState.COMPLETE)
 
 
 class Budget(BaseModel):
@@ -68,6 +80,7 @@ class Session:
         self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
         self.num_threads = num_threads
         self.repeats = 0
+        self._inherited: set[int] = set()  # RUNNING when this run started (see recover)
         self.advance: Callable[..., None] = lambda **_: None  # the progress bar, once compile() opens one
         self.status = "building candidates (instructions, demos)"
         self._key = f"{SPENT_PREFIX}{uuid.uuid4().hex[:12]}"  # this process's spending, one key per worker
@@ -87,16 +100,23 @@ class Session:
         own, others = self._own(), self._others()
         return Spent(calls=own.calls + others.calls, cost=own.cost + others.cost, seconds=own.seconds + others.seconds)
 
-    def _save_spent(self) -> None:
-        """Persist this worker's spending (before each call), shrink its limits by what other workers spent
-        meanwhile (so the budget holds for the study as a whole) and update the progress bar."""
-        own = self._own()
-        self.study.set_user_attr(self._key, {**own.model_dump(), "host": socket.gethostname(), "pid": os.getpid(),
-                                             "updated": time.time()})
-        others = self._others()
+    def _refresh(self) -> None:
+        """Before each call: lower this worker's limits by what the other workers have spent so far."""
         if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
-            METER.max_calls, METER.max_cost, METER.deadline = self._limits(others)
-        self.advance(completed=own.calls + others.calls, status=self.status)
+            METER.max_calls, METER.max_cost, METER.deadline = self._limits()
+
+    def _save_spent(self) -> None:
+        """After each call is counted (and after each trial): persist this worker's spending, so a kill
+        loses none and the other workers deduct it, and update the progress bar."""
+        own = self._own()
+        self.study.set_user_attr(self._key, own.model_dump())
+        self.advance(completed=own.calls + self._others().calls, status=self.status)
+
+    def detach(self) -> None:
+        """Stop following the meter (compile() attaches :meth:`_refresh` and :meth:`_save_spent`)."""
+        for hooks, hook in ((METER.refreshers, self._refresh), (METER.listeners, self._save_spent)):
+            if hook in hooks:
+                hooks.remove(hook)
 
     def _limits(self, others: Spent | None = None) -> tuple[int | None, float | None, float | None]:
         """The meter's (max calls, max cost, deadline) for this worker given what the others spent."""
@@ -115,14 +135,26 @@ class Session:
         finally:
             METER.max_calls, METER.max_cost, METER.deadline = saved
 
-    def space(self, build: Callable[[], SearchSpace]) -> SearchSpace:
-        """The study's stored space, or a newly built one stored with it (so a resume searches the same)."""
+    def space(self, build: Callable[[], SearchSpace], *, models: Sequence[str], strategies: Sequence[str],
+              formats: Sequence[str]) -> SearchSpace:
+        """The study's stored space, or a newly built one stored with it (so a resume searches the same).
+
+        A stored space must have the requested models, strategies and formats (else :class:`UsageError`:
+        a rerun with other options never silently searches the old space). Budget exhaustion during the
+        build propagates and nothing is stored. Workers that build concurrently build the same space (the
+        build is seeded); each then uses whatever the storage holds."""
         stored = self.study.user_attrs.get("space")
-        if stored is not None:
-            return SearchSpace.model_validate_json(stored)
-        space = build()
-        self.study.set_user_attr("space", space.model_dump_json())
-        self._save_spent()
+        if stored is None:
+            self.study.set_user_attr("space", build().model_dump_json())
+            self._save_spent()
+            stored = self.study.user_attrs["space"]
+        space = SearchSpace.model_validate_json(stored)
+        asked = {"models": list(models), "strategies": list(strategies), "formats": list(formats)}
+        has = {"models": space.models, "strategies": space.strategies, "formats": space.formats}
+        if asked != has:
+            diff = "; ".join(f"{k} {has[k]} (asked {asked[k]})" for k in asked if asked[k] != has[k])
+            raise UsageError(f"the study searches {diff}: use the same options or another study name",
+                             f"study {self.study.study_name}")
         return space
 
     def evaluate(self, variant: Variant, space: SearchSpace, data: Sequence[dspy.Example], stage: Stage,
@@ -138,73 +170,82 @@ class Session:
             self.observer.log_trial(record)
         return record
 
-    def _gone(self, worker: str | None) -> bool:
-        """Whether the worker that ran a trial is gone: an earlier session of this process, a dead process
-        on this host, or a worker elsewhere whose spending record is older than ``STALE_WORKER_S``."""
-        info = self.study.user_attrs.get(worker) if worker else None
-        if not info or "pid" not in info:
-            return True
-        if info["host"] != socket.gethostname():
-            return time.time() - info["updated"] > STALE_WORKER_S
-        if info["pid"] == os.getpid():
-            return worker != self._key
-        try:
-            os.kill(info["pid"], 0)
-        except ProcessLookupError:
-            return True
-        except PermissionError:
-            return False
-        return False
-
     def recover(self) -> None:
-        """Trials left RUNNING by a killed worker are failed and their variants queued again (their
-        finished LM calls are in the response cache, so nothing is paid twice). Live workers' trials stay."""
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if not self._gone(t.user_attrs.get("worker")):
-                continue
-            self.study.tell(t.number, state=TrialState.FAIL)
-            if t.params:
-                self.study.enqueue_trial(t.params, user_attrs=dict(t.user_attrs))
+        """Fail and re-queue trials whose worker's heartbeat stopped (killed workers); remember the RUNNING
+        trials left, so :meth:`search` can wait for them to finish or go stale before it ends."""
+        if heartbeats(self.study):
+            fail_stale_trials(self.study)
+        self._inherited = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+    def _abandon(self, trial: optuna.Trial) -> None:
+        """Fail a trial this process cannot finish and queue its params and attributes again."""
+        frozen = self.study._storage.get_trial(trial._trial_id)
+        if frozen.state == TrialState.RUNNING:
+            self.study.tell(trial, state=TrialState.FAIL)
+            RetryHeartbeatStaleTrialCallback()(self.study, frozen)
 
     def full_records(self) -> dict[str, TrialRecord]:
-        return {k[5:]: TrialRecord.model_validate_json(v) for k, v in self.study.user_attrs.items()
-                if k.startswith("full:")}
+        return {k[len(FULL_PREFIX):]: TrialRecord.model_validate_json(v) for k, v in self.study.user_attrs.items()
+                if k.startswith(FULL_PREFIX)}
 
-    def _promote(self, record: TrialRecord, space: SearchSpace) -> None:
+    def _earlier(self, number: int, match: Callable[[FrozenTrial], bool]) -> FrozenTrial | None:
+        """An earlier-numbered RUNNING or COMPLETE trial satisfying ``match`` (it owns the work)."""
+        return next((t for t in self.study.get_trials(deepcopy=False, states=LIVE)
+                     if t.number < number and match(t)), None)
+
+    def _promote(self, trial: optuna.Trial, record: TrialRecord, space: SearchSpace) -> None:
         """Asynchronous successive halving: variants in the top fraction of minibatch scores so far (and
-        every baseline) are evaluated on the whole validation set, once."""
-        if f"full:{record.variant_key}" in self.study.user_attrs:
+        every baseline) are evaluated on the whole validation set, once (by the earliest such trial)."""
+        key = f"{FULL_PREFIX}{record.variant_key}"
+        if key in self.study.user_attrs:
             return
         scores = [t.values[0] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
         threshold = float(np.quantile(scores, 1 - self.promote_fraction)) if scores else 0.0
         if record.label is None and (record.summary["score"] < threshold or
                                      not feasible(record, self.max_cost, self.max_p95)):
             return
+        if self._earlier(trial.number, lambda t: t.user_attrs.get("promoting") == record.variant_key):
+            return
+        trial.set_user_attr("promoting", record.variant_key)
         full = self.evaluate(record.variant, space, self.valset, "full", record.number, record.label)
-        self.study.set_user_attr(f"full:{record.variant_key}", full.model_dump_json())
+        self.study.set_user_attr(key, full.model_dump_json())
 
-    def _trial(self, space: SearchSpace) -> bool:
-        """Run one trial; False when the strategy has nothing left to propose."""
+    def _trial(self, space: SearchSpace, propose: bool = True) -> bool:
+        """Run one trial under a heartbeat (the strategy's proposal, or with ``propose=False`` a queued one);
+        False when the strategy has nothing left to propose."""
+        if heartbeats(self.study):
+            fail_stale_trials(self.study)
         self.study.sampler = self.strategy.sampler(self.seed + len(self.study.trials), len(self.objectives) > 1)
-        params = self.strategy.next_params(self.study, space)
-        if params == DONE:
+        params = self.strategy.next_params(self.study, space) if propose else None
+        queued = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if params == DONE and not queued:
             return False
-        if params is not None:
+        if params not in (None, DONE):
             self.study.enqueue_trial(params)  # type: ignore[arg-type]
         trial = self.study.ask()
+        with heartbeat(self.study, trial):
+            try:
+                return self._run(trial, space)
+            except BaseException:
+                self._abandon(trial)
+                raise
+
+    def _run(self, trial: optuna.Trial, space: SearchSpace) -> bool:
+        """Evaluate the trial's variant on the minibatch, promote it if it qualifies, then tell its values."""
         trial.set_user_attr("worker", self._key)
-        try:
-            chosen = {name: trial.suggest_categorical(name, options) for name, options in param_choices(space).items()}
-            variant = variant_from_params(space, chosen)
-            seen = {t.user_attrs.get("variant_key") for t in self.study.get_trials(
-                deepcopy=False, states=(TrialState.COMPLETE,))}
-            self.repeats = self.repeats + 1 if variant.key() in seen else 0
-            trial.set_user_attr("variant_key", variant.key())
-            record = self.evaluate(variant, space, self.minibatch, "minibatch", trial.number,
-                                   trial.user_attrs.get("label"))
-        except BudgetExhausted:
-            self.study.tell(trial, state=TrialState.FAIL)
-            raise
+        chosen = {name: trial.suggest_categorical(name, options) for name, options in param_choices(space).items()}
+        variant = variant_from_params(space, chosen)
+        label = trial.user_attrs.get("label")
+        holder = self._earlier(trial.number, lambda t: t.user_attrs.get("label") == label) if label else None
+        if holder is not None:  # another worker enqueued the same baselines
+            trial.set_user_attr("duplicate_of", holder.number)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return True
+        seen = {t.user_attrs.get("variant_key") for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,))}
+        self.repeats = self.repeats + 1 if variant.key() in seen else 0
+        trial.set_user_attr("variant_key", variant.key())
+        record = self.evaluate(variant, space, self.minibatch, "minibatch", trial.number, label)
         s = record.summary
         trial.set_user_attr("record", record.model_dump_json())
         if self.max_cost is not None:
@@ -212,16 +253,40 @@ class Session:
         if self.max_p95 is not None:
             trial.set_constraint("max_p95_latency_s", s["latency_p95_s"] - self.max_p95)
         trial.set_user_attr("feasible", feasible(record, self.max_cost, self.max_p95))
+        trial.set_user_attr("failed_variant", s["call_failure_rate"] > MAX_CALL_FAILURE_RATE)
+        self._promote(trial, record, space)
         self.study.tell(trial, [s[OBJECTIVES[o][0]] for o in self.objectives])
-        self._promote(record, space)
         self._save_spent()
         return self.repeats < MAX_REPEATS_IN_A_ROW
+
+    def _finish_inherited(self, space: SearchSpace) -> None:
+        """Wait (at most ``GRACE_S`` plus two beats) for the trials that were RUNNING when this run started
+        to finish or go stale, then redo the re-queued ones, so a trial a killed run left (mid-promotion,
+        say) is finished by this run rather than a later one. One still RUNNING that never got a worker
+        attribute was asked by a worker killed before its first heartbeat: it is failed and re-queued too
+        (judged by this run's own clock, never by timestamps written on another host)."""
+        if not heartbeats(self.study) or not self._inherited:
+            return
+        deadline = time.monotonic() + GRACE_S + 2 * HEARTBEAT_S
+        running = lambda: {t.number for t in self.study.get_trials(  # noqa: E731
+            deepcopy=False, states=(TrialState.RUNNING,))} & self._inherited
+        while running() and time.monotonic() < deadline:
+            time.sleep(HEARTBEAT_S)
+            fail_stale_trials(self.study)
+        for number in running():  # killed between ask and its first beat: no heartbeat, so never stale
+            frozen = self.study.trials[number]
+            if "worker" not in frozen.user_attrs:  # a live worker sets it within milliseconds of the ask
+                self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+                RetryHeartbeatStaleTrialCallback()(self.study, frozen)
+        self._inherited = set()
+        while self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            self._trial(space, propose=False)
 
     def search(self, space: SearchSpace) -> None:
         if not self.study.trials:
             for model in space.models:
                 self.study.enqueue_trial(params_of(baseline_variant(space, model)),
-                                         user_attrs={"label": f"baseline {model}"})
+                                         user_attrs={"label": f"baseline {model}"}, skip_if_exists=True)
         self.status = "trials 0"
         try:
             while (self.budget.trials is None or len(self.study.trials) < self.budget.trials) and self._trial(space):
@@ -232,4 +297,6 @@ class Session:
                 self.advance(completed=spent.calls, status=self.status)
         except BudgetExhausted:
             pass
+        with suppress(BudgetExhausted):  # its trials then stay queued for a later run
+            self._finish_inherited(space)
         self._save_spent()

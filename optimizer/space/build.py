@@ -14,6 +14,7 @@ from typing import Any
 
 import dspy
 
+from optimizer.accounting import raise_stopping
 from optimizer.space.variant import StepConfig
 
 REASONING_FIELD = "reasoning"
@@ -60,6 +61,7 @@ class ConfiguredPredict(dspy.Predict):
                 try:
                     preds.append(super().forward(**kwargs, config=config))
                 except Exception as exc:  # noqa: BLE001 - a failed sample loses its vote
+                    raise_stopping(exc)
                     last_error = exc
             if not preds:
                 raise last_error  # type: ignore[misc]

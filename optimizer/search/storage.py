@@ -1,0 +1,48 @@
+"""The Optuna storage a compile runs on, with Optuna's own heartbeat for crash recovery.
+
+Every trial's worker records a heartbeat every ``HEARTBEAT_S`` seconds while the trial runs (see
+:func:`heartbeat`). A RUNNING trial whose heartbeat is older than ``GRACE_S`` belongs to a worker that is
+gone (killed, crashed, its machine down): :func:`optuna.storages.fail_stale_trials` fails it and
+:class:`~optuna.storages.RetryHeartbeatStaleTrialCallback` queues the same params and user attributes again. A
+live worker keeps beating, however long its LM calls take, so recovery can never fail its trial."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import optuna
+from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
+
+# Optuna marks its heartbeat API experimental and warns when ask/tell (not optimize) uses it; this is the
+# use it documents for crash recovery, so those two warnings are not shown to progopt users.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"optuna|optimizer")
+warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
+
+HEARTBEAT_S = 2
+GRACE_S = 12  # > several missed beats under load; how long a killed worker's trial waits to be redone
+
+
+def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
+    """An RDB storage (SQLite, PostgreSQL, MySQL URL) with heartbeats and retry of stale trials.
+    Raises SQLAlchemy's or the driver's error when the URL is malformed or the server unreachable."""
+    return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None))
+
+
+def as_storage(storage: str | BaseStorage | None) -> BaseStorage | None:
+    """A URL opened with :func:`open_storage`; a storage object or None (in memory) as given."""
+    return open_storage(storage) if isinstance(storage, str) else storage
+
+
+def heartbeats(study: optuna.Study) -> bool:
+    return is_heartbeat_enabled(study._storage)
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Beat for ``trial`` while the block runs (nothing on storages without heartbeats)."""
+    with get_heartbeat_thread(trial._trial_id, study._storage):
+        yield
