@@ -69,7 +69,8 @@ CASES = [
     (["evaluate", PROGRAM, "--data", "{t}/missing.csv"], "file not found, {t}/missing.csv"),
     (["evaluate", PROGRAM, "--data", "{t}/in.jsonl", "--json", "{t}/in.jsonl"],
      "would overwrite the input {t}/in.jsonl, --json {t}/in.jsonl"),
-    (["frobnicate"], "invalid choice: 'frobnicate' (choose from 'evaluate', 'compile', 'run', 'validate'), command"),
+    (["frobnicate"],
+     "invalid choice: 'frobnicate' (choose from 'evaluate', 'compile', 'run', 'validate', 'sweep'), command"),
     (["compile"], "the following arguments are required: program, progopt compile (see --help)"),
 ]
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from optimizer.models.spec import EMBEDDED_SPECS
+from optimizer.models.spec import known_model_name
 from optimizer.space.variant import strategy_settings
 
 
@@ -44,14 +44,7 @@ def strategy(text: str) -> str:
 
 def model_name(text: str) -> str:
     """An embedded model, or a LiteLLM ``provider/model`` string whose provider LiteLLM knows."""
-    if text in EMBEDDED_SPECS:
-        return text
-    provider, sep, model = text.partition("/")
-    if sep and model and provider != "local":
-        from litellm import provider_list
-
-        if provider in {str(getattr(p, "value", p)) for p in provider_list}:
-            return text
-    raise argparse.ArgumentTypeError(
-        f"unknown model {text!r}: use an embedded model ({', '.join(EMBEDDED_SPECS)}) or a LiteLLM "
-        "provider/model string such as openai/gpt-4o-mini")
+    try:
+        return known_model_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

@@ -58,3 +58,18 @@ EMBEDDED_SPECS = {spec.name: spec for spec in (SMOLLM2, GEMMA3)}
 
 # Every spec a pool has built an LM for, by model string: lets accounting price cache hits.
 REGISTERED: dict[str, ModelSpec] = dict(EMBEDDED_SPECS)
+
+
+def known_model_name(text: str) -> str:
+    """``text`` if it is an embedded model or a LiteLLM ``provider/model`` string whose provider LiteLLM knows
+    (a mistyped name would otherwise become an API model whose failing calls spend the budget)."""
+    if text in EMBEDDED_SPECS:
+        return text
+    provider, sep, model = text.partition("/")
+    if sep and model and provider != "local":
+        from litellm import provider_list
+
+        if provider in {str(getattr(p, "value", p)) for p in provider_list}:
+            return text
+    raise ValueError(f"unknown model {text!r}: use an embedded model ({', '.join(EMBEDDED_SPECS)}) or a LiteLLM "
+                     "provider/model string such as openai/gpt-4o-mini")

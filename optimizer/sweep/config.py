@@ -32,6 +32,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from optimizer.errors import ProgoptError
+from optimizer.models.spec import known_model_name
 from optimizer.space.variant import Format, strategy_settings
 
 # "ZeroShot" is the unoptimized program on one model (DSPy's adapter, constrained output): the floor.
@@ -106,9 +107,12 @@ class CellSettings(BaseModel):
 
     @field_validator("models")
     @classmethod
-    def _some_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        """The CLI's rule: an embedded model, or a LiteLLM ``provider/model`` string LiteLLM knows."""
         if not value:
             raise ValueError("at least one model")
+        for name in value:
+            known_model_name(name)
         return value
 
     def cell_id(self) -> str:

@@ -64,6 +64,8 @@ def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_match
     ("name: t\nmatrix: {program: [{ref: a.py:A}]}\nworkers: 3\n", "workers", 3),
     ("name: t\nmatrix: {program: [{ref: a.py:A}]\n", "", 3),
     ("name: t\nmatrix: {seed: [1]}\n", "program", 2),
+    ("name: t\nmatrix:\n  program: [{ref: a.py:A}]\n  models: [[local/gemma3-270m], [local/gemma-270m]]\n",
+     "matrix.models[1]", 4),
 ])
 def test_a_bad_file_names_the_key_path_and_line(tmp_path, text, key_path, line):
     path = _write(tmp_path, text)
