@@ -1,11 +1,21 @@
-"""Shared fixtures: the real embedded pool and a per-session DSPy cache (so tests really call models)."""
+"""Shared fixtures: the real embedded pool, a per-session DSPy cache (so tests really call models), and the
+throwaway loopback servers (llama.cpp's OpenAI-compatible server, PostgreSQL), one per test module."""
 
 from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import tempfile
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from optimizer import runtime
 from optimizer.models import ModelPool
+from tests.servers import free_port, wait_until_ready
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -16,3 +26,43 @@ def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 @pytest.fixture(scope="session")
 def pool() -> ModelPool:
     return ModelPool.default()
+
+
+@pytest.fixture(scope="module")
+def llama_server() -> Iterator[str]:
+    """llama.cpp's OpenAI-compatible server on 127.0.0.1 serving SmolLM2 as ``smollm2``; its /v1 URL."""
+    from optimizer.models.files import smollm2_gguf
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    wait_until_ready(proc, lambda: urllib.request.urlopen(f"{url}/models", timeout=2), "llama_cpp.server")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    """A throwaway PostgreSQL server on 127.0.0.1 (run as ``nobody``: PostgreSQL refuses root); its URL."""
+    import optuna
+
+    if shutil.which("initdb") is None:
+        pytest.skip("PostgreSQL server binaries not installed")
+    nobody = ["runuser", "-u", "nobody", "--"]
+    root = Path(tempfile.mkdtemp(prefix="progopt-pg-"))  # pytest's tmp dirs sit under a 0700 directory
+    root.chmod(0o777)
+    data, port = root / "data", free_port()
+    subprocess.run([*nobody, "initdb", "-D", str(data), "-U", "progopt", "--auth=trust"], check=True,
+                   capture_output=True)
+    server = subprocess.Popen([*nobody, "postgres", "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+                               "-k", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"postgresql+psycopg://progopt@127.0.0.1:{port}/postgres"
+    wait_until_ready(server, lambda: optuna.storages.RDBStorage(url), "PostgreSQL", timeout_s=30)
+    yield url
+    server.terminate()
+    server.wait(timeout=30)
+    shutil.rmtree(root, ignore_errors=True)

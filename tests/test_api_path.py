@@ -1,31 +1,12 @@
 """API models through LiteLLM over real HTTP: llama-cpp-python's OpenAI-compatible server on loopback."""
 
 import json
-import subprocess
-import sys
-import urllib.request
 
 import pytest
 
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
-from optimizer.models.files import smollm2_gguf
 from programs.sentiment import TASK, Sentiment, metric
-from tests.servers import free_port, wait_until_ready
-
-
-@pytest.fixture(scope="module")
-def llama_server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    wait_until_ready(proc, lambda: urllib.request.urlopen(f"{url}/models", timeout=2), "llama_cpp.server")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_litellm_model_string_joins_the_pool_and_outputs_validate(llama_server, monkeypatch):

@@ -4,41 +4,16 @@ second run with the same storage continues the same study, and concurrent worker
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import optuna
 import pytest
 
 from tests.fixtures.search_case import replay_pool, run
-from tests.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = pytest.mark.skipif(shutil.which("initdb") is None, reason="PostgreSQL server binaries not installed")
-
-
-def _as_nobody(*cmd: str) -> list[str]:
-    return ["runuser", "-u", "nobody", "--", *cmd]
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    # the server runs as `nobody` (PostgreSQL refuses root), so its directory must be reachable by it:
-    # pytest's own tmp dirs sit under a 0700 directory
-    root = Path(tempfile.mkdtemp(prefix="progopt-pg-"))
-    root.chmod(0o777)
-    data, port = root / "data", free_port()
-    subprocess.run(_as_nobody("initdb", "-D", str(data), "-U", "progopt", "--auth=trust"), check=True,
-                   capture_output=True)
-    server = subprocess.Popen(_as_nobody("postgres", "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-                                         "-k", str(root)), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"postgresql+psycopg://progopt@127.0.0.1:{port}/postgres"
-    wait_until_ready(server, lambda: optuna.storages.RDBStorage(url), "PostgreSQL", timeout_s=30)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def test_compile_runs_on_postgres_and_a_second_run_continues_the_study(postgres):

@@ -6,24 +6,20 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import optuna
-import pytest
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from optimizer.search.records import CompileResult
 from tests.reliability.conftest import size
 from tests.reliability.kill_case import STUDY
-from tests.servers import free_port, wait_until_ready
 
 ROOT = Path(__file__).resolve().parents[2]
 BUDGET = 60
@@ -129,26 +125,6 @@ def test_sigkilled_real_compiles_resume_with_nothing_lost_or_paid_twice(tmp_path
     record_counts(kind="kills", where="real compile (SQLite, MLflow)", kills=len(phases),
                   phases={p: phases.count(p) for p in sorted(set(phases))})
     assert phases
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    if shutil.which("initdb") is None:
-        pytest.skip("PostgreSQL server binaries not installed")
-    nobody = ["runuser", "-u", "nobody", "--"]
-    root = Path(tempfile.mkdtemp(prefix="progopt-pg-"))
-    root.chmod(0o777)
-    data, port = root / "data", free_port()
-    subprocess.run([*nobody, "initdb", "-D", str(data), "-U", "progopt", "--auth=trust"], check=True,
-                   capture_output=True)
-    server = subprocess.Popen([*nobody, "postgres", "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-                               "-k", str(root)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"postgresql+psycopg://progopt@127.0.0.1:{port}/postgres"
-    wait_until_ready(server, lambda: optuna.storages.RDBStorage(url), "PostgreSQL", timeout_s=30)
-    yield url
-    server.terminate()
-    server.wait(timeout=30)
-    shutil.rmtree(root, ignore_errors=True)
 
 
 def _worker_cycle(postgres: str, study_name: str, budget: int, target: int) -> bool:

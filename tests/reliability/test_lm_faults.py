@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import http.server
 import json
-import subprocess
-import sys
 import tempfile
 import threading
-import urllib.request
 
 import optuna
 import pytest
@@ -25,7 +22,6 @@ from optimizer.models import ModelPool
 from optimizer.models.api import ApiEngine
 from optimizer.models.engine import LlamaEngine
 from optimizer.models.faults import FaultPlan, faulty
-from optimizer.models.files import smollm2_gguf
 from optimizer.models.replay import ReplayEngine, load_recording
 from optimizer.models.retry import RateLimited, Resilient, RetryPolicy
 from optimizer.search.compile import Budget, compile
@@ -33,7 +29,6 @@ from optimizer.search.records import CompileResult
 from programs.sentiment import TASK, Sentiment, metric
 from tests.fixtures.search_case import RECORDING
 from tests.reliability.conftest import size
-from tests.servers import free_port, wait_until_ready
 
 FAST = RetryPolicy(attempts=4, timeout_s=0.5, base_s=0.001, max_wait_s=0.02)
 COMPILES = size("PROGOPT_FAULT_COMPILES", 4)
@@ -139,20 +134,6 @@ def test_the_real_local_model_under_faults_counts_failed_examples(record_counts)
     assert plan.injected.total() > 0
     record_counts(kind="faults", where="local SmolLM2", injected=plan.injected.total(), examples=12,
                   failed_examples=len(failed))
-
-
-@pytest.fixture(scope="module")
-def llama_server():
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm2_gguf()), "--host", "127.0.0.1",
-         "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--model_alias", "smollm2"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    wait_until_ready(proc, lambda: urllib.request.urlopen(f"{url}/models", timeout=2), "llama_cpp.server")
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
 
 
 def test_the_loopback_server_under_faults_finishes_and_counts_failures(llama_server, monkeypatch, record_counts):

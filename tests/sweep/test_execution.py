@@ -19,7 +19,6 @@ from optimizer.sweep.config import load_sweep
 from optimizer.sweep.report import outcomes
 from optimizer.sweep.run import run_sweep
 from tests.servers import free_port
-from tests.test_storage_postgres import postgres  # noqa: F401 - the throwaway PostgreSQL server fixture
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,7 +81,7 @@ def test_a_sweep_killed_midway_resumes_with_no_cell_run_twice_or_lost(tmp_path):
     assert "progopt@60" in table and "LabeledFewShot[gemma3-270m]" in table
 
 
-def test_two_processes_on_one_postgres_storage_split_the_cells(tmp_path, postgres):  # noqa: F811
+def test_two_processes_on_one_postgres_storage_split_the_cells(tmp_path, postgres):
     path = _sweep(tmp_path, "split", {"program": [{"ref": "programs/sentiment.py:Sentiment"}],
                                       "optimizer": ["LabeledFewShot"], "seed": [0, 1, 2, 3]}, {"test_limit": 8})
     cmd = [str(PROGOPT), "sweep", str(path), "--storage", postgres, "--tracking-uri", "none", "--quiet"]
