@@ -156,10 +156,13 @@ def run_ray(job: CellJob, cells: Sequence[CellSettings], *, address: str | None,
     except ImportError as exc:
         raise ImportError("--executor ray needs Ray: pip install 'progopt[ray]'") from exc
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    task = ray.remote(num_cpus=cpus_per_cell, max_retries=3)(_ray_cell)
-    pending = [task.remote(job, c.model_dump_json()) for c in cells
-               if read_outcome(job.folder(c.cell_id())) is None]
-    while pending:
-        done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
-        ray.get(done)
-        on_idle()
+    try:
+        task = ray.remote(num_cpus=cpus_per_cell, max_retries=3)(_ray_cell)
+        pending = [task.remote(job, c.model_dump_json()) for c in cells
+                   if read_outcome(job.folder(c.cell_id())) is None]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
+            ray.get(done)
+            on_idle()
+    finally:
+        ray.shutdown()  # disconnect: a driver left connected exits its process when the cluster goes away
