@@ -22,7 +22,6 @@ from optimizer.space.build import build_program, make_adapter
 from optimizer.space.variant import StepConfig
 from programs.sentiment import TASK as SST2
 from programs.sentiment import ClassifySentiment, Sentiment, metric
-from tests.test_api_path import llama_server  # noqa: F401  (the loopback OpenAI-compatible server fixture)
 
 MODELS = ["local/smollm2-135m", "local/gemma3-270m"]
 
@@ -173,7 +172,7 @@ def test_api_engine_gets_messages_and_a_json_schema_and_the_reply_parses_as_json
     assert pred.sentiment == "negative" and [r.valid for r in ledger.records] == [True]
 
 
-def test_api_model_over_http_answers_json_that_parses(llama_server, monkeypatch):  # noqa: F811
+def test_api_model_over_http_answers_json_that_parses(llama_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-secret")
     pool = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")
     step = StepConfig(instruction=ClassifySentiment.instructions, model="openai/smollm2", format="compact")
