@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from optimizer.models.local import THREADS_ENV
 from optimizer.sweep.cell import STATUS, read_outcome, write_json
 from optimizer.sweep.config import CELLS_FILE, CellSettings, SweepFile, load_sweep, run_order
 from optimizer.sweep.executors import CellJob, run_local, run_ray
@@ -82,6 +83,7 @@ def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", ad
               show_progress: bool = True) -> Path:
     """Run every unfinished cell of the sweep file at ``path`` and write the report; returns the output folder.
 
+    llama.cpp threads per cell: ``$PROGOPT_THREADS`` if set, else the cores divided among the cells at once.
     ``storage``: an Optuna storage URL shared by every process and node (cell studies and the ledger; default:
     SQLite files in the output folder). ``tracking_uri``: MLflow (default ``sqlite:///mlflow.db``; ``none``)."""
     from optimizer.tracking.tracker import resolve_tracking_uri
@@ -95,9 +97,10 @@ def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", ad
     parent = _parent_run(uri, sweep, cells) if uri != "none" else None
     cores = os.cpu_count() or 1
     parallel = max(1, int(cores // cpus_per_cell)) if executor == "ray" else max(1, workers)
+    threads = int(os.environ.get(THREADS_ENV) or max(1, cores // min(parallel, cores)))
     job = CellJob(output=output, project=Path.cwd().resolve(), storage=storage,
                   ledger=storage or f"sqlite:///{output / 'sweep.db'}", ledger_name=f"sweep-{sweep.name}",
-                  tracking_uri=uri, parent_run_id=parent, threads=max(1, cores // min(parallel, cores)))
+                  tracking_uri=uri, parent_run_id=parent, threads=threads)
     started = time.time()
     console = Console(stderr=True)
     with Live(get_renderable=lambda: live_table(job, cells, started), console=console, refresh_per_second=1,
