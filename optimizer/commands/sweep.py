@@ -3,6 +3,7 @@ or a Ray cluster; ``progopt sweep report DIR`` rebuilds the tables and plots fro
 
     progopt sweep experiments/sweeps/quickstart.yaml --workers 2
     progopt sweep experiments/sweeps/quickstart.yaml --executor ray --address 127.0.0.1:6379
+    progopt sweep experiments/sweeps/vs-dspy.yaml --only seed=0 --only program=Sentiment
     progopt sweep report out/sweeps/quickstart
 """
 
@@ -29,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError("--workers must be at least 1")
     output = run_sweep(args.target, workers=args.workers, executor=args.executor, address=args.address,
                        cpus_per_cell=args.cpus_per_cell, storage=args.storage, tracking_uri=args.tracking_uri,
-                       show_progress=not args.quiet)
+                       show_progress=not args.quiet, only=args.only)
     print((output / "report.md").read_text(encoding="utf-8"))
     print(json.dumps({"output": str(output), "report": str(output / "report.md"), "plot": str(output / "report.png")}))
     return 0
@@ -46,5 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cpus-per-cell", type=float, default=1.0, help="Ray CPUs per cell task (default 1)")
     p.add_argument("--storage", help="Optuna storage URL shared by every worker and node (e.g. PostgreSQL)")
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default sqlite:///mlflow.db; 'none' to disable)")
+    p.add_argument("--only", action="append", default=[], metavar="KEY=V1,V2",
+                   help="run only the cells matching (repeatable; keys: program, optimizer, seed, models), "
+                   "e.g. --only seed=0 --only optimizer=ZeroShot,GEPA")
     p.add_argument("--quiet", action="store_true", help="no live table")
     p.set_defaults(func=run)

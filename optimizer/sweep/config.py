@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -269,6 +270,33 @@ def load_cells_settings(output: Path) -> list[CellSettings]:
     """Every cell of the sweep whose output folder is ``output`` (the driver writes ``cells.json`` first)."""
     data = json.loads((output / CELLS_FILE).read_text(encoding="utf-8"))
     return [CellSettings.model_validate(item) for item in data]
+
+
+SELECT_KEYS = ("program", "optimizer", "seed", "models")
+
+
+def select(cells: list[CellSettings], only: Sequence[str]) -> list[CellSettings]:
+    """The cells matching every ``KEY=V1,V2`` filter of ``only`` (keys: program (its class name), optimizer, seed,
+    models (a cell matches if it uses one of them)); how a sweep is run in pieces. Raises ValueError naming a
+    filter that is malformed or matches no cell."""
+    for spec in only:
+        key, sep, values = spec.partition("=")
+        wanted = {v.strip() for v in values.split(",") if v.strip()}
+        if not sep or key not in SELECT_KEYS or not wanted:
+            raise ValueError(f"--only {spec!r}: expected KEY=VALUE[,VALUE...] with KEY one of {', '.join(SELECT_KEYS)}")
+
+        def values_of(cell: CellSettings, key: str = key) -> set[str]:
+            if key == "program":
+                return {cell.program.name}
+            if key == "models":
+                return set(cell.models)
+            return {str(getattr(cell, key))}
+
+        kept = [c for c in cells if values_of(c) & wanted]
+        if not kept:
+            raise ValueError(f"--only {spec!r} matches no cell of the sweep")
+        cells = kept
+    return cells
 
 
 def run_order(cells: list[CellSettings]) -> list[CellSettings]:

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from optimizer.models.local import THREADS_ENV
 from optimizer.sweep.cell import STATUS, read_outcome, write_json
-from optimizer.sweep.config import CELLS_FILE, CellSettings, SweepFile, load_sweep, run_order
+from optimizer.sweep.config import CELLS_FILE, CellSettings, SweepFile, load_sweep, run_order, select
 from optimizer.sweep.executors import CellJob, run_local, run_ray
 from optimizer.sweep.report import write_report
 
@@ -80,19 +80,21 @@ def live_table(job: CellJob, cells: Sequence[CellSettings], started: float) -> T
 
 def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", address: str | None = None,
               cpus_per_cell: float = 1.0, storage: str | None = None, tracking_uri: str | None = None,
-              show_progress: bool = True) -> Path:
+              show_progress: bool = True, only: Sequence[str] = ()) -> Path:
     """Run every unfinished cell of the sweep file at ``path`` and write the report; returns the output folder.
 
     llama.cpp threads per cell: ``$PROGOPT_THREADS`` if set, else the cores divided among the cells at once.
+    ``only``: ``KEY=V1,V2`` filters (:func:`~optimizer.sweep.config.select`) to run a piece of the sweep; the
+    other cells' outcomes stay in the folder and in the report.
     ``storage``: an Optuna storage URL shared by every process and node (cell studies and the ledger; default:
     SQLite files in the output folder). ``tracking_uri``: MLflow (default ``sqlite:///mlflow.db``; ``none``)."""
     from optimizer.tracking.tracker import resolve_tracking_uri
 
-    sweep, cells = load_sweep(path)
-    cells = run_order(cells)
+    sweep, every_cell = load_sweep(path)
+    cells = run_order(select(every_cell, only))
     output = output_folder(sweep).resolve()
     output.mkdir(parents=True, exist_ok=True)
-    write_json(output / CELLS_FILE, [c.model_dump(mode="json") for c in cells])
+    write_json(output / CELLS_FILE, [c.model_dump(mode="json") for c in every_cell])  # all: budget_from reads them
     uri = tracking_uri if tracking_uri == "none" else resolve_tracking_uri(tracking_uri)
     parent = _parent_run(uri, sweep, cells) if uri != "none" else None
     cores = os.cpu_count() or 1

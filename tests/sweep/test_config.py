@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from optimizer.cli import main
-from optimizer.sweep.config import SweepConfigError, json_schema, load_sweep, run_order
+from optimizer.sweep.config import SweepConfigError, json_schema, load_sweep, run_order, select
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -52,6 +52,16 @@ def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_match
     assert len(cells) == 180 and len(progopt) == 30 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
     assert all(c.budget_from == "dspy-max" and c.label().startswith("progopt@") for c in progopt)
     assert run_order(cells)[-1].optimizer == "progopt"  # matched budgets run after the DSPy cells
+
+
+def test_only_filters_select_a_piece_of_the_sweep_and_name_a_bad_filter():
+    _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
+    piece = select(cells, ["seed=0", "program=Sentiment", "optimizer=ZeroShot,GEPA"])
+    assert len(piece) == 4 and {c.optimizer for c in piece} == {"ZeroShot", "GEPA"}  # one cell per model
+    assert len(select(cells, ["models=local/gemma3-270m", "seed=1"])) == 5 * (5 + 2)  # progopt cells use the pool
+    for bad in ("seed", "color=red", "seed=7", "seed="):
+        with pytest.raises(ValueError, match="--only"):
+            select(cells, [bad])
 
 
 @pytest.mark.parametrize(("text", "key_path", "line"), [
