@@ -72,22 +72,31 @@ def make_optimizer(settings: CellSettings, task: Any, lm: dspy.LM) -> tuple[Any,
 
 
 class CallCounter(BaseCallback):
-    """Counts the LM requests a DSPy optimizer makes, response-cache hits included: what the compile costs on
-    a fresh cache, however warm the cache is when the cell (re)runs. Thread-safe."""
+    """Counts the LM requests a DSPy program or optimizer makes, response-cache hits included (what the compile
+    costs on a fresh cache, however warm the cache is when the cell (re)runs), and the wall seconds spent inside
+    them (``seconds``: what is not optimizer overhead). Thread-safe; install it with ``dspy.context(callbacks=...)``."""
 
     def __init__(self) -> None:
-        self.calls = 0
+        self.calls, self.seconds = 0, 0.0
+        self._started: dict[str, float] = {}
         self._lock = threading.Lock()
 
     def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         with self._lock:
             self.calls += 1
+            self._started[call_id] = time.perf_counter()
+
+    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        with self._lock:
+            started = self._started.pop(call_id, None)
+            if started is not None:
+                self.seconds += time.perf_counter() - started
 
 
 def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list, folder: Path
-                       ) -> tuple[dspy.Module, int, float]:
+                       ) -> tuple[dspy.Module, CallCounter, float]:
     """Compile the cell's program with its DSPy optimizer on its one model; returns the compiled program, the
-    LM requests of the compile (cache hits included, see :class:`CallCounter`), and its wall time. The compiled
+    compile's LM requests and seconds inside them (:class:`CallCounter`), and its wall time. The compiled
     program's demos and instructions are saved to ``folder/dspy_program.json`` (DSPy's JSON state, no pickle)."""
     lm = task.pool.lm(settings.models[0])
     optimizer, how = make_optimizer(settings, task, lm)
@@ -96,6 +105,6 @@ def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list
     with dspy.context(lm=lm, adapter=dspy_adapter(settings), callbacks=[*dspy.settings.callbacks, counter]):
         kwargs = {"trainset": train, **({"valset": val} if how.get("val") else {}), **how.get("kw", {})}
         compiled = optimizer.compile(task.program_class(), **kwargs) if optimizer else task.program_class()
-    calls, seconds = counter.calls, time.time() - started
+    seconds = time.time() - started
     compiled.save(str(folder / "dspy_program.json"))
-    return compiled, calls, seconds
+    return compiled, counter, seconds

@@ -44,6 +44,7 @@ class CellOutcome(BaseModel):
     validation_score: float | None = None
     compile_calls: int = 0
     compile_seconds: float = 0.0
+    compile_lm_seconds: float | None = None  # wall seconds inside LM calls during the compile (None: not measured)
     chosen: str | None = None
     run_id: str | None = None  # the progopt compile's MLflow run
 
@@ -166,10 +167,13 @@ def _tags(settings: CellSettings, parent_run_id: str | None) -> dict[str, str]:
 def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, *,
              storage: str | None, tracking_uri: str | None, experiment: str, parent_run_id: str | None,
              started: float) -> dict[str, Any]:
+    import dspy
+
     from optimizer.artifact import load_artifact, save_result
     from optimizer.results import markdown_report
     from optimizer.search.compile import compile
     from optimizer.search.session import Budget
+    from optimizer.sweep.baselines import CallCounter
 
     observer = None
     if tracking_uri != "none":
@@ -178,12 +182,14 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
         observer = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, log_model=False,
                                  tags=_tags(settings, parent_run_id))
     calls = matched_budget(settings, folder.parent) if settings.budget_from else settings.budget
-    result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
-                     budget=Budget(calls=calls, seconds=settings.budget_seconds), seed=settings.seed,
-                     storage=storage or f"sqlite:///{folder / 'study.db'}", study_name=f"cell-{settings.cell_id()}",
-                     strategy=settings.search, formats=settings.formats, strategies=settings.strategies,
-                     minibatch=settings.minibatch, program_ref=settings.program.ref, observer=observer,
-                     show_progress=False)
+    counter = CallCounter()  # only its seconds: the compile's own accounting counts the calls
+    with dspy.context(callbacks=[*dspy.settings.callbacks, counter]):
+        result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
+                         budget=Budget(calls=calls, seconds=settings.budget_seconds), seed=settings.seed,
+                         storage=storage or f"sqlite:///{folder / 'study.db'}",
+                         study_name=f"cell-{settings.cell_id()}", strategy=settings.search, formats=settings.formats,
+                         strategies=settings.strategies, minibatch=settings.minibatch,
+                         program_ref=settings.program.ref, observer=observer, show_progress=False)
     compile_seconds = time.time() - started
     artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)
     write_json(folder / "result.json", json.loads(result.model_dump_json()))
@@ -191,7 +197,8 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     chosen = load_artifact(artifact, program=task.program_class)
     full = result.best_records().get(result.chosen)
     return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
-            "compile_seconds": compile_seconds, "chosen": result.chosen, "run_id": result.tracking_run_id,
+            "compile_seconds": compile_seconds, "compile_lm_seconds": counter.seconds, "chosen": result.chosen,
+            "run_id": result.tracking_run_id,
             "validation_score": full.summary["score"] if full else None}
 
 
@@ -234,8 +241,8 @@ def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: lis
           ) -> dict[str, Any]:
     from optimizer.sweep.baselines import dspy_adapter, run_dspy_optimizer
 
-    compiled, calls, seconds = run_dspy_optimizer(settings, task, train, val, folder)
+    compiled, counter, seconds = run_dspy_optimizer(settings, task, train, val, folder)
     lm, adapter = task.pool.lm(settings.models[0]), dspy_adapter(settings)
-    return {**_test_fields(compiled, test, task.metric, lm=lm, adapter=adapter), "compile_calls": calls,
-            "compile_seconds": seconds}
+    return {**_test_fields(compiled, test, task.metric, lm=lm, adapter=adapter), "compile_calls": counter.calls,
+            "compile_seconds": seconds, "compile_lm_seconds": counter.seconds}
 

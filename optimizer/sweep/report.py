@@ -19,7 +19,7 @@ from optimizer.evaluate import bootstrap_ci
 from optimizer.sweep.cell import CellOutcome, read_outcome
 
 COLUMNS = ("program", "optimizer", "models", "budget", "seeds", "test score", "95% CI", "LM calls",
-           "cost / 1k ex (US$)", "p50 s", "p95 s", "validity", "compile s", "failed")
+           "cost / 1k ex (US$)", "p50 s", "p95 s", "validity", "compile s", "overhead", "failed")
 
 
 def outcomes(output: Path) -> list[CellOutcome]:
@@ -54,7 +54,10 @@ def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
             "p50 s": _mean([c.test["latency_p50_s"] for c in done]),
             "p95 s": _mean([c.test["latency_p95_s"] for c in done]),
             "validity": _mean([c.test["validity_rate"] for c in done]),
-            "compile s": _mean([c.compile_seconds for c in done]), "failed": len(members) - len(done),
+            "compile s": _mean([c.compile_seconds for c in done]),
+            "overhead": _mean([1 - c.compile_lm_seconds / c.compile_seconds for c in done
+                               if c.compile_lm_seconds is not None and c.compile_seconds > 1]),
+            "failed": len(members) - len(done),
         })
     return sorted(rows, key=lambda r: (r["program"], r["optimizer"], r["label"]))
 
@@ -65,15 +68,19 @@ def _cells(row: dict[str, Any]) -> list[str]:
     return [row["program"], row["label"], row["models"], fmt(row["budget"], "d") if row["budget"] else "-",
             str(row["seeds"]), fmt(row["test score"], ".3f"), f"[{fmt(low, '.3f')}, {fmt(high, '.3f')}]",
             fmt(row["LM calls"], ".0f"), fmt(row["cost / 1k ex (US$)"], ".2e"), fmt(row["p50 s"], ".3f"),
-            fmt(row["p95 s"], ".3f"), fmt(row["validity"], ".0%"), fmt(row["compile s"], ".0f"), str(row["failed"])]
+            fmt(row["p95 s"], ".3f"), fmt(row["validity"], ".0%"), fmt(row["compile s"], ".0f"),
+            fmt(row["overhead"], ".0%"), str(row["failed"])]
 
 
 def markdown(rows: list[dict[str, Any]], title: str) -> str:
     header = "| " + " | ".join(COLUMNS) + " |\n|" + " --- |" * len(COLUMNS)
     body = "\n".join("| " + " | ".join(_cells(r)) + " |" for r in rows)
-    note = ("Test score: mean over seeds; 95% CI: percentile bootstrap over every (seed, example) score. LM calls: "
-            "calls that reached a model during the compile (cache hits excluded), mean over seeds. Cost and latency: "
-            "the chosen program on the test split.")
+    note = ("Test score: mean over seeds; 95% CI: percentile bootstrap over every (seed, example) score. LM calls "
+            "(mean over seeds): for progopt, the calls that reached a model during the compile (a request repeated "
+            "within the compile is served by its response cache and not counted); for DSPy optimizers, every LM "
+            "request of the compile, repeats included (on a fresh cache at most this many reach a model). Cost and "
+            "latency: the chosen program on the test split. Overhead: the share of compile wall time spent outside "
+            "LM calls.")
     return f"# {title}\n\n{header}\n{body}\n\n{note}\n"
 
 

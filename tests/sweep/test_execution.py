@@ -74,6 +74,9 @@ def test_a_sweep_killed_midway_resumes_with_no_cell_run_twice_or_lost(tmp_path):
         else:
             assert 1 <= len(_runs(folder)) <= 2  # the interrupted cell resumed (its study kept its trials)
     assert all(o.state == "done" for o in outcomes(tmp_path / "killed"))
+    for outcome in outcomes(tmp_path / "killed"):  # time inside LM calls is measured, and is part of the compile
+        if outcome.settings.optimizer == "progopt":
+            assert 0 < outcome.compile_lm_seconds < outcome.compile_seconds
     assert (tmp_path / "killed" / "report.md").exists() and (tmp_path / "killed" / "report.png").exists()
     (tmp_path / "killed" / "report.md").unlink()
     assert main(["sweep", "report", str(tmp_path / "killed")]) == 0  # rebuilt from the stored cells
