@@ -121,7 +121,8 @@ def progopt_run(strategy: str, seed: int, table: dict[str, dict[str, Any]]) -> l
                      formats=FORMATS, show_progress=False)
     pairs: set[tuple[str, int]] = set()
     best, points = 0.0, []
-    for evaluations, rec in enumerate(result.trials, 1):  # in the order the session stored them
+    chronological = sorted(result.trials, key=lambda r: (r.number, r.stage == "full"))  # a full after its trial
+    for evaluations, rec in enumerate(chronological, 1):
         pairs.update((rec.variant_key, i) for i in range(rec.examples))  # minibatch = the first examples
         if rec.stage == "full":
             best = max(best, full(table, rec.variant_key))
