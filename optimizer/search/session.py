@@ -64,12 +64,16 @@ class Spent(BaseModel):
 
 
 def baseline_variant(space: SearchSpace, model: str) -> Variant:
-    """The unoptimized program on ``model``: original instruction, no demos, the first strategy that is
-    not label scoring (else ``direct``), JSON if searched."""
+    """The unoptimized program on ``model``: original instruction, no demos, each step's first searched
+    strategy that is not label scoring (else its first), JSON if searched."""
     fmt = "json" if "json" in space.formats else space.formats[0]
-    strategy = next((k for k in space.strategies if not is_scoring(k)), "direct")
+
+    def strategy(step: str) -> str:
+        options = space.choices(step)["strategy"]
+        return next((k for k in options if not is_scoring(k)), options[0])
+
     return Variant(steps={s: StepChoice(instruction="original", demos="zero", model=model,
-                                        strategy=strategy, format=fmt) for s in space.steps})
+                                        strategy=strategy(s), format=fmt) for s in space.steps})
 
 
 class Session:
