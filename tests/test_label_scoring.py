@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import dspy
 import numpy as np
+import pandas as pd
 import pytest
 from dspy.lm15 import Request, Response
 from hypothesis import given, settings
@@ -31,6 +33,7 @@ from optimizer.search.compile import Budget, compile
 from optimizer.space.build import build_program
 from optimizer.space.calibration import calibrate, choose, distribution, estimate_prior
 from optimizer.space.variant import SearchSpace, StepChoice, StepConfig, StepSpace, Variant, strategy_settings
+from optimizer.tracking.serving import ARTIFACT_KEY, CompiledProgramModel
 from programs.sentiment import TASK, Sentiment, metric
 from tests.fixtures.artifacts import rewrite, save_sentiment
 
@@ -188,7 +191,7 @@ def test_a_compile_prunes_unscorable_variants_and_never_evaluates_them():
     assert {b.variant.steps["classify"].strategy for b in result.baselines} == {"direct"}
 
 
-def test_artifacts_round_trip_the_calibration_and_runs_apply_it(tmp_path, fake_lm):
+def test_artifacts_round_trip_the_calibration_and_runs_apply_it(tmp_path, fake_lm, monkeypatch):
     prior = {"negative": 0.05, "positive": 0.95}
     path = save_sentiment(tmp_path / "a.json", spec=FAKE, format="compact", **strategy_settings("score-cc"),
                           prior=prior)
@@ -198,6 +201,11 @@ def test_artifacts_round_trip_the_calibration_and_runs_apply_it(tmp_path, fake_l
     program = load_artifact(path)
     program.classify.lm = fake_lm
     assert program(sentence="an awful film").sentiment == "negative"
+    monkeypatch.setenv("PROGOPT_CACHE_DIR", str(tmp_path / "cache"))
+    served = CompiledProgramModel()
+    served.load_context(SimpleNamespace(artifacts={ARTIFACT_KEY: str(path)}))
+    served.program.classify.lm = fake_lm
+    assert served.predict(None, pd.DataFrame([{"sentence": "an awful film"}])) == [{"sentiment": "negative"}]
     rewrite(path, lambda d: d["steps"]["classify"]["strategy"]["calibration"].update(prior={"a": 0.5, "b": 0.5}))
     with pytest.raises(SignatureDriftError, match="prior is over"):
         load_artifact(path)
