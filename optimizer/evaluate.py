@@ -11,6 +11,7 @@ import contextvars
 import json
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,15 @@ from optimizer.progress import progress_bar
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
+# The confidences the scoring steps of the running example reported (one list per run_example call).
+_confidences: ContextVar[list[float] | None] = ContextVar("progopt_confidences", default=None)
+
+
+def report_confidence(value: float) -> None:
+    """Called by a label-scoring step for each prediction: its calibrated label probability."""
+    sink = _confidences.get()
+    if sink is not None:
+        sink.append(value)
 
 
 @dataclass
@@ -37,6 +47,7 @@ class ExampleResult:
     calls: list[CallRecord]
     error: str | None = None
     error_type: str | None = None
+    confidence: float | None = None  # label scoring: mean calibrated probability of the chosen labels
 
     @property
     def latency_s(self) -> float:
@@ -76,6 +87,7 @@ class Evaluation:
         n = max(len(self.results), 1)
         latencies = [r.latency_s for r in self.results] or [0.0]
         low, high = bootstrap_ci([r.score for r in self.results])
+        confidences = [r.confidence for r in self.results if r.confidence is not None]
         return {
             "examples": len(self.results), "score": self.score, "score_ci": [low, high],
             "validity_rate": sum(r.valid for r in self.results) / n,
@@ -89,6 +101,7 @@ class Evaluation:
             "failure_rate": sum(r.error is not None for r in self.results) / n,
             "call_failure_rate": sum(r.error_type == "CallFailed" for r in self.results) / n,
             "by_model": totals(self.calls, "model"), "by_step": totals(self.calls, "step"),
+            "mean_confidence": float(np.mean(confidences)) if confidences else None,
         }
 
 
@@ -116,17 +129,23 @@ def run_example(program: dspy.Module, example: dspy.Example, metric: Callable, i
     """Run one example; model-side failures become a recorded invalid result (score 0), except the
     :data:`~optimizer.accounting.STOPPING` ones (budget spent, model unavailable), which are raised."""
     ledger = Ledger(steps=steps)
-    with dspy.context(callbacks=[*dspy.settings.callbacks, ledger]):
-        try:
-            pred = program(**example.inputs())
-        except STOPPING:
-            raise
-        except Exception as exc:  # noqa: BLE001 - every model-side failure is a recorded result
-            raise_stopping(exc)
-            failure = _failure(exc, ledger.records)
-            return ExampleResult(index, 0.0, False, None, ledger.records, str(failure), type(failure).__name__)
+    confidences: list[float] = []
+    token = _confidences.set(confidences)
+    try:
+        with dspy.context(callbacks=[*dspy.settings.callbacks, ledger]):
+            try:
+                pred = program(**example.inputs())
+            except STOPPING:
+                raise
+            except Exception as exc:  # noqa: BLE001 - every model-side failure is a recorded result
+                raise_stopping(exc)
+                failure = _failure(exc, ledger.records)
+                return ExampleResult(index, 0.0, False, None, ledger.records, str(failure), type(failure).__name__)
+    finally:
+        _confidences.reset(token)
     valid = all(c.valid is not False for c in ledger.records)
-    return ExampleResult(index, float(metric(example, pred)), valid, _prediction_dict(pred), ledger.records)
+    return ExampleResult(index, float(metric(example, pred)), valid, _prediction_dict(pred), ledger.records,
+                         confidence=float(np.mean(confidences)) if confidences else None)
 
 
 def prefix_order(examples: Sequence[dspy.Example]) -> list[int]:

@@ -56,8 +56,9 @@ def describe(record: TrialRecord) -> str:
     """A short label: the record's own label, or each step's model/format/strategy/demos."""
     if record.label:
         return record.label
-    parts = [f"{name}={c.model.split('/')[-1]},{c.format},{c.strategy}{c.samples if c.strategy == 'sc' else ''},"
-             f"{len(c.demos)}demos" for name, c in record.steps.items()]
+    parts = [f"{name}={c.model.split('/')[-1]},{c.format},{c.strategy}{c.samples if c.strategy == 'sc' else ''}"
+             f"{'-' + c.calibration if c.calibration != 'none' else ''},{len(c.demos)}demos"
+             for name, c in record.steps.items()]
     return f"{record.variant_key} " + " ".join(parts)
 
 

@@ -44,7 +44,7 @@ CASES = [
     (["compile", PROGRAM, "--budget-cost", "nan", "--out", "{t}/c.json"], "must be > 0 (got nan), --budget-cost"),
     (["compile", PROGRAM, "--budget", "ten", "--out", "{t}/c.json"], "expected a whole number (got 'ten'), --budget"),
     (["compile", PROGRAM, "--strategies", "direct", "sc1", "--out", "{t}/c.json"],
-     "unknown strategy 'sc1': use direct, cot or scK (K >= 2), --strategies"),
+     "unknown strategy 'sc1': use direct, cot, scK (K >= 2), score, score-cc or score-bc, --strategies"),
     (["compile", PROGRAM, "--formats", "xml", "--out", "{t}/c.json"],
      "invalid choice: 'xml' (choose from 'json', 'chat', 'compact'), --formats"),
     (["compile", PROGRAM, "--models", "smolm2", "--out", "{t}/c.json"], UNKNOWN_MODEL.format("smolm2")),

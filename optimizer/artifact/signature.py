@@ -60,7 +60,9 @@ def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: Mod
                       "outputs": describe_fields(signature.output_fields)},
         "demos": config.model_dump(mode="json")["demos"],
         "model": spec.model_dump(mode="json"),
-        "strategy": {"name": config.strategy, "samples": config.samples, "temperature": config.temperature},
+        "strategy": {"name": config.strategy, "samples": config.samples, "temperature": config.temperature,
+                     **({"calibration": {"mode": config.calibration, "prior": config.prior}}
+                        if config.strategy == "score" else {})},
         "format": config.format,
         "output_schema": output_schema(signature, config.strategy),
     }
@@ -69,9 +71,11 @@ def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: Mod
 def step_config(step: dict[str, Any]) -> StepConfig:
     """The :class:`StepConfig` a (validated) ``steps.<name>`` object describes."""
     strategy = step["strategy"]
+    calibration = strategy.get("calibration") or {}
     return StepConfig(instruction=step["signature"]["instructions"], demos=step["demos"],
                       model=step["model"]["name"], strategy=strategy["name"], samples=strategy["samples"],
-                      temperature=strategy["temperature"], format=step["format"])
+                      temperature=strategy["temperature"], format=step["format"],
+                      calibration=calibration.get("mode", "none"), prior=calibration.get("prior"))
 
 
 def _names(names: Any) -> str:
@@ -97,6 +101,21 @@ def _check_fields(path: Path | str, at: tuple[str, ...], program_fields: dict[st
                                       f"the artifact's is {saved[name]['type']}")
 
 
+def _check_labels(path: Path | str, name: str, signature: type[dspy.Signature],
+                  prior: dict[str, float] | None) -> None:
+    """A scored step needs label outputs, and its calibration prior must be over exactly those labels."""
+    from optimizer.adapters.scoring import label_set
+
+    labels = label_set(signature)
+    at = ("steps", name, "strategy")
+    if labels is None:
+        raise SignatureDriftError(path, json_path(at), "the step scores labels, but the program's outputs are "
+                                  "not all labels (Literal, Enum, bool)")
+    if prior is not None and set(prior) != set(labels.keys):
+        raise SignatureDriftError(path, json_path((*at, "calibration", "prior")), f"the prior is over "
+                                  f"{_names(prior)}; the program's labels are {_names(labels.keys)}")
+
+
 def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str) -> None:
     """Refuse a program whose step names, field names, field types or output schemas differ from ``steps``."""
     predictors = dict(program.named_predictors())
@@ -116,6 +135,8 @@ def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str)
         if output_schema(signature, step["strategy"]["name"]) != step["output_schema"]:
             raise SignatureDriftError(path, json_path(("steps", name, "output_schema")),
                                       "the program's output schema differs (reordered output fields?)")
+        if step["strategy"]["name"] == "score":
+            _check_labels(path, name, signature, (step["strategy"].get("calibration") or {}).get("prior"))
 
 
 def apply_descriptions(program: dspy.Module, steps: dict[str, Any]) -> None:

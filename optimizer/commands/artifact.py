@@ -129,7 +129,9 @@ def summary_lines(doc: dict[str, Any]) -> list[str]:
              f"format   {doc['format_version']}, content sha256 {doc['content_sha256'][:12]}"]
     for name, step in doc["steps"].items():
         strategy = step["strategy"]
-        lines.append(f"step     {name}: {step['model']['name']}, {strategy['name']} (samples {strategy['samples']}), "
+        calibration = (strategy.get("calibration") or {}).get("mode", "none")
+        lines.append(f"step     {name}: {step['model']['name']}, {strategy['name']} (samples {strategy['samples']}"
+                     f"{', calibration ' + calibration if calibration != 'none' else ''}), "
                      f"format {step['format']}, {len(step['demos'])} demos")
     for split, m in doc["metrics"].items():
         if m is not None:

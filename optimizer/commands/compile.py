@@ -97,7 +97,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--formats", nargs="+", default=["json", "compact"], choices=["json", "chat", "compact"],
                    help="prompt formats to search per step (default: json compact)")
     p.add_argument("--strategies", nargs="+", type=strategy, default=["direct"],
-                   help="direct, cot, scK (self-consistency, K >= 2)")
+                   help="direct, cot, scK (self-consistency, K >= 2), score, score-cc, score-bc (label scoring: "
+                        "uncalibrated, contextual or batch calibration; label outputs, compact format, local models)")
     p.add_argument("--proposer", default="first", help="pool model proposing instructions ('none' to skip)")
     p.add_argument("--teacher", default="first", help="pool model bootstrapping demos ('none' to skip)")
     p.add_argument("--minibatch", type=positive_int, default=16, help="validation examples for screening")

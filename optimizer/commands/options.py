@@ -34,7 +34,7 @@ positive_float = _number(float, 0.0, inclusive=False)
 
 
 def strategy(text: str) -> str:
-    """'direct', 'cot' or 'scK' with K >= 2."""
+    """'direct', 'cot', 'scK' with K >= 2, 'score', 'score-cc' or 'score-bc'."""
     try:
         strategy_settings(text)
     except ValueError as exc:

@@ -6,6 +6,7 @@ decoding. DSPy keeps owning the cache, history, callbacks and usage; this engine
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Request, Response, response_to_events
 
 from optimizer.accounting import METER, current_step
-from optimizer.models import decode, local
+from optimizer.models import decode, local, scoring
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
 from optimizer.models.response import finish_call
@@ -61,7 +62,10 @@ class LlamaEngine:
         }
         with model.lock:
             started = time.perf_counter()
-            if constraint is None:
+            if scoring.SCORE_METADATA_KEY in _metadata(request):
+                text, finish, tokens_in, tokens_out = self._score(model, request)
+                compiled = False
+            elif constraint is None:
                 text, finish, tokens_in, tokens_out = self._unconstrained(model, request, kwargs)
                 compiled = False
             else:
@@ -70,21 +74,33 @@ class LlamaEngine:
         return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
                            latency=latency, compiled=compiled)
 
+    def _prompt_tokens(self, model: local.LocalModel, request: Request) -> tuple[list[int], list[str]]:
+        """The prompt tokens llama-cpp-python would build for ``request``, and the chat template's stops."""
+        llm = model.llm
+        if _metadata(request).get(RAW_METADATA_KEY):
+            return decode.prompt_tokens(llm, "".join(m["content"] for m in chat_messages(request))), []
+        if self.spec.chat:
+            return decode.chat_tokens(llm, model.chat_formatter(), chat_messages(request))
+        return decode.prompt_tokens(llm, completion_prompt(request)), []
+
     def _constrained(self, model: local.LocalModel, request: Request, constraint: Constraint,
                      kwargs: dict[str, Any]) -> tuple[str, str, int, int, bool]:
         """Our decoding loop (forced-token fast-forward), with the prompt llama-cpp-python would build."""
         llm = model.llm
         index, forced, compiled = model.compiler.index(constraint)
-        stop = kwargs.pop("stop") or []
-        if _metadata(request).get(RAW_METADATA_KEY):
-            tokens = decode.prompt_tokens(llm, "".join(m["content"] for m in chat_messages(request)))
-        elif self.spec.chat:
-            tokens, template_stop = decode.chat_tokens(llm, model.chat_formatter(), chat_messages(request))
-            stop = stop + template_stop
-        else:
-            tokens = decode.prompt_tokens(llm, completion_prompt(request))
+        tokens, template_stop = self._prompt_tokens(model, request)
+        stop = (kwargs.pop("stop") or []) + template_stop
         out = decode.complete(llm, tokens, decode.GuidedMask(index, forced, llm.n_vocab()), stop=stop, **kwargs)
         return out.text, out.finish, out.prompt_tokens, out.completion_tokens, compiled
+
+    def _score(self, model: local.LocalModel, request: Request) -> tuple[str, str, int, int]:
+        """Label scoring (:mod:`optimizer.models.scoring`): the reply is the JSON list of each requested
+        continuation's summed log-prob; its output tokens are the distinct label tokens scored."""
+        tokens, _ = self._prompt_tokens(model, request)
+        texts = _metadata(request)[scoring.SCORE_METADATA_KEY]
+        continuations = [scoring.continuation_tokens(model.llm, text) for text in texts]
+        logprobs, scored = scoring.label_logprobs(model.llm, tokens, continuations)
+        return json.dumps(logprobs), "stop", len(tokens), scored
 
     def _unconstrained(self, model: local.LocalModel, request: Request,
                        kwargs: dict[str, Any]) -> tuple[str, str, int, int]:

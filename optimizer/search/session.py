@@ -30,15 +30,19 @@ from optimizer.errors import UsageError
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
 from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
+from optimizer.search.calibrate import calibrate_steps, unscorable
 from optimizer.search.records import CompileObserver, Stage, TrialRecord
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
 from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
 from optimizer.space.build import build_program
-from optimizer.space.variant import SearchSpace, StepChoice, Variant
+from optimizer.space.variant import SearchSpace, StepChoice, Variant, is_scoring
 
 # Stop after this many consecutive proposals of already-evaluated variants: the sampler has converged, and
 # such trials are free (cached), so a call or cost budget alone would never end the search.
 MAX_REPEATS_IN_A_ROW = 10
+# Stop after this many consecutive proposals the search must skip (label scoring on a model or format
+# that cannot score): they are free, so only this ends a search whose sampler keeps proposing them.
+MAX_SKIPS_IN_A_ROW = 100
 SPENT_PREFIX = "spent:"  # study user attribute per worker session: its calls, cost, seconds
 FULL_PREFIX = "full:"  # study user attribute per promoted variant: its full-validation TrialRecord
 LIVE = (TrialState.RUNNING, TrialState.COMPLETE)
@@ -60,9 +64,16 @@ class Spent(BaseModel):
 
 
 def baseline_variant(space: SearchSpace, model: str) -> Variant:
+    """The unoptimized program on ``model``: original instruction, no demos, each step's first searched
+    strategy that is not label scoring (else its first), JSON if searched."""
     fmt = "json" if "json" in space.formats else space.formats[0]
+
+    def strategy(step: str) -> str:
+        options = space.choices(step)["strategy"]
+        return next((k for k in options if not is_scoring(k)), options[0])
+
     return Variant(steps={s: StepChoice(instruction="original", demos="zero", model=model,
-                                        strategy=space.strategies[0], format=fmt) for s in space.steps})
+                                        strategy=strategy(s), format=fmt) for s in space.steps})
 
 
 class Session:
@@ -79,7 +90,7 @@ class Session:
         self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
         self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
         self.num_threads = num_threads
-        self.repeats = 0
+        self.repeats = self.skips = 0
         self._inherited: set[int] = set()  # RUNNING when this run started (see recover)
         self.advance: Callable[..., None] = lambda **_: None  # the progress bar, once compile() opens one
         self.status = "building candidates (instructions, demos)"
@@ -159,7 +170,7 @@ class Session:
 
     def evaluate(self, variant: Variant, space: SearchSpace, data: Sequence[dspy.Example], stage: Stage,
                  number: int, label: str | None) -> TrialRecord:
-        steps = space.resolve(variant)
+        steps = calibrate_steps(self.program, space.resolve(variant), self.trainset, self.pool.lm)
         runnable = build_program(self.program, steps, self.pool.lm)
         api_only = all(self.pool[s.model].provider != "local" for s in steps.values())
         summary = evaluate(runnable, data, self.metric, threads=self.num_threads if api_only else 1,
@@ -241,6 +252,12 @@ class Session:
             trial.set_user_attr("duplicate_of", holder.number)
             self.study.tell(trial, state=TrialState.PRUNED)
             return True
+        skip = unscorable(variant, self.pool)
+        self.skips = self.skips + 1 if skip else 0
+        if skip:  # never evaluated: the study records why, and the samplers see a pruned trial
+            trial.set_user_attr("skipped", skip)
+            self.study.tell(trial, state=TrialState.PRUNED)
+            return self.skips < MAX_SKIPS_IN_A_ROW
         seen = {t.user_attrs.get("variant_key") for t in self.study.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE,))}
         self.repeats = self.repeats + 1 if variant.key() in seen else 0

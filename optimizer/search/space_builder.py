@@ -8,6 +8,7 @@ from typing import Any
 
 import dspy
 
+from optimizer.adapters.scoring import label_set
 from optimizer.search.candidates import bootstrapped_sets, first_label_field, labeled_sets, propose, rewrites
 from optimizer.space.build import baseline_steps
 from optimizer.space.variant import Format, SearchSpace, StepSpace
@@ -45,6 +46,6 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
         demo_sets.update(labeled_sets(fields, label_fields[name], trainset, demo_sizes, seed))
         for k, demos in zip(demo_sizes, boot.get(name, []), strict=False):
             demo_sets[f"boot{k}"] = demos
-        steps[name] = StepSpace(instructions=instructions,
-                                demo_sets={k: _plain(v) for k, v in demo_sets.items()})
+        steps[name] = StepSpace(instructions=instructions, demo_sets={k: _plain(v) for k, v in demo_sets.items()},
+                                labels_only=label_set(sig) is not None)
     return SearchSpace(steps=steps, models=list(models), strategies=list(strategies), formats=list(formats))

@@ -40,7 +40,7 @@ def params_of(variant: Variant) -> Params:
 
 def _tried(study: optuna.Study) -> set[tuple[tuple[str, Any], ...]]:
     return {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
-            if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)}
+            if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED)}
 
 
 class SearchStrategy(ABC):

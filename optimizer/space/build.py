@@ -2,7 +2,8 @@
 
 Each configured step is a :class:`ConfiguredPredict`: a ``dspy.Predict`` with its own instruction,
 demos, LM, prompt format (adapter) and decoding strategy, at the same attribute path as the original,
-so ``named_predictors()`` names are unchanged."""
+so ``named_predictors()`` names are unchanged. The ``score`` strategy scores every label with the
+format's scorer (registered in :data:`SCORERS`) and picks the calibrated argmax."""
 
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any
 import dspy
 
 from optimizer.accounting import raise_stopping
+from optimizer.evaluate import report_confidence
+from optimizer.space.calibration import choose
 from optimizer.space.variant import StepConfig
 
 REASONING_FIELD = "reasoning"
@@ -22,6 +25,9 @@ REASONING_DESC = "Think step by step, briefly, before giving the answer."
 
 # format name -> adapter factory; "chat" and "compact" register themselves when optimizer.adapters is imported
 ADAPTERS: dict[str, Callable[[], dspy.Adapter]] = {"json": dspy.JSONAdapter}
+# format name -> label scorer ``(lm, signature, demos, inputs) -> (LabelSet, log-probs)``; registered by
+# optimizer.adapters.scoring ("compact")
+SCORERS: dict[str, Callable[..., tuple[Any, list[float]]]] = {}
 
 
 def make_adapter(fmt: str) -> dspy.Adapter:
@@ -39,7 +45,9 @@ def _vote_key(pred: dspy.Prediction, fields: list[str]) -> str:
 
 class ConfiguredPredict(dspy.Predict):
     """A predictor bound to one :class:`StepConfig`. Self-consistency draws ``samples`` seeded samples
-    at ``temperature`` (each a separate, separately cached call) and returns the majority answer."""
+    at ``temperature`` (each a separate, separately cached call) and returns the majority answer.
+    Label scoring makes one scoring call and returns the label with the highest calibrated probability
+    (the config's ``prior``; none: uncalibrated), reporting that probability as the confidence."""
 
     def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM):
         if config.strategy == "cot":
@@ -50,8 +58,22 @@ class ConfiguredPredict(dspy.Predict):
         self.demos = [dspy.Example(**d) for d in config.demos]
         self.adapter = make_adapter(config.format)
 
+    def scored(self, **kwargs: Any) -> tuple[Any, list[float], dict[str, Any]]:
+        """One scoring call: the step's label set, each label's summed log-prob, and the inputs used."""
+        lm, _, signature, demos, inputs = self._forward_preprocess(**kwargs)
+        scorer = SCORERS.get(self.step_config.format)
+        if scorer is None:
+            raise ValueError(f"the {self.step_config.format} format cannot score labels; known: {sorted(SCORERS)}")
+        labels, logprobs = scorer(lm, signature, demos, inputs)
+        return labels, logprobs, inputs
+
     def forward(self, **kwargs: Any) -> dspy.Prediction:
         cfg = self.step_config
+        if cfg.strategy == "score":
+            labels, logprobs, inputs = self.scored(**kwargs)
+            best, confidence = choose(logprobs, cfg.prior, labels.keys)
+            report_confidence(confidence)
+            return self._forward_postprocess([dict(labels.outputs[best])], self.signature, **inputs)
         with dspy.context(adapter=self.adapter):
             if cfg.strategy != "sc":
                 return super().forward(**kwargs)

@@ -13,8 +13,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 Format = Literal["json", "chat", "compact"]
-STRATEGIES = ("direct", "cot", "sc3", "sc5")
+STRATEGIES = ("direct", "cot", "sc3", "sc5", "score", "score-cc", "score-bc")
 SC_TEMPERATURE = 0.7
+Calibration = Literal["none", "cc", "bc"]
+
+
+def is_scoring(strategy: str) -> bool:
+    """Whether a searched strategy name is label scoring (``score``, ``score-cc``, ``score-bc``)."""
+    return strategy == "score" or strategy.startswith("score-")
 
 
 class StepConfig(BaseModel):
@@ -25,19 +31,27 @@ class StepConfig(BaseModel):
     instruction: str
     demos: list[dict[str, Any]] = Field(default_factory=list)
     model: str
-    strategy: Literal["direct", "cot", "sc"] = "direct"
+    strategy: Literal["direct", "cot", "sc", "score"] = "direct"
     samples: int = Field(1, ge=1, description="self-consistency: samples voted on (each a paid call)")
     temperature: float = 0.0
     format: Format = "json"
+    calibration: Calibration = Field("none", description="score: how the label prior is estimated "
+                                     "(cc: content-free inputs, bc: a batch of training inputs)")
+    prior: dict[str, float] | None = Field(None, description="score: the estimated label prior, by label key; "
+                                           "None until estimated (uncalibrated)")
 
 
 def strategy_settings(strategy: str) -> dict[str, Any]:
-    """'direct', 'cot', or 'scK' (self-consistency with K samples) as StepConfig fields."""
+    """'direct', 'cot', 'scK' (self-consistency with K samples) or 'score[-cc|-bc]' (label scoring,
+    uncalibrated or with contextual / batch calibration) as StepConfig fields."""
     if strategy in ("direct", "cot"):
         return {"strategy": strategy, "samples": 1, "temperature": 0.0}
+    if strategy in ("score", "score-cc", "score-bc"):
+        return {"strategy": "score", "samples": 1, "temperature": 0.0,
+                "calibration": strategy.partition("-")[2] or "none"}
     if strategy.startswith("sc") and strategy[2:].isdigit() and int(strategy[2:]) >= 2:
         return {"strategy": "sc", "samples": int(strategy[2:]), "temperature": SC_TEMPERATURE}
-    raise ValueError(f"unknown strategy {strategy!r}: use direct, cot or scK (K >= 2)")
+    raise ValueError(f"unknown strategy {strategy!r}: use direct, cot, scK (K >= 2), score, score-cc or score-bc")
 
 
 class StepChoice(BaseModel):
@@ -75,6 +89,8 @@ class StepSpace(BaseModel):
 
     instructions: dict[str, str]
     demo_sets: dict[str, list[dict[str, Any]]]
+    labels_only: bool = Field(False, description="every output field is a label (Literal, Enum, bool): "
+                              "the step can use the score strategies")
 
 
 class SearchSpace(BaseModel):
@@ -90,8 +106,9 @@ class SearchSpace(BaseModel):
     def choices(self, step: str) -> dict[str, list[str]]:
         """The categorical choices of ``step``, field by field, in a fixed order."""
         s = self.steps[step]
+        strategies = [k for k in self.strategies if s.labels_only or not is_scoring(k)] or ["direct"]
         return {"instruction": list(s.instructions), "demos": list(s.demo_sets), "model": self.models,
-                "strategy": self.strategies, "format": list(self.formats)}
+                "strategy": strategies, "format": list(self.formats)}
 
     def size(self) -> int:
         n = 1

@@ -15,7 +15,7 @@ from optimizer.search.records import CompileResult, TrialRecord
 
 # Evaluation.summary() keys logged as metrics under their own names (quality is logged per stage).
 SUMMARY_METRICS = ("cost_per_example", "latency_p50_s", "latency_p95_s", "validity_rate", "lm_calls",
-                   "cached_calls", "input_tokens", "output_tokens", "truncations", "examples")
+                   "cached_calls", "input_tokens", "output_tokens", "truncations", "examples", "mean_confidence")
 PARENT_METRICS = ("cost_per_example", "latency_p50_s", "latency_p95_s", "validity_rate")
 
 
