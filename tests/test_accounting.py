@@ -2,7 +2,7 @@
 
 import dspy
 
-from optimizer.accounting import METER
+from optimizer.accounting import EngineMeter, metered
 from optimizer.evaluate import bootstrap_ci, evaluate
 from programs.trec import TASK, QuestionClassifier, metric
 
@@ -10,14 +10,14 @@ from programs.trec import TASK, QuestionClassifier, metric
 def test_two_step_program_is_accounted_per_step_and_cache_hits_are_marked(pool):
     rows = TASK.load("test", limit=4)
     lm = pool.lm("local/smollm2-135m")
-    before = METER.calls
-    first = evaluate(QuestionClassifier(), rows, metric, lm=lm, show_progress=False).summary()
-    paid = METER.calls - before
-    again = evaluate(QuestionClassifier(), rows, metric, lm=lm, show_progress=False).summary()
+    with metered(EngineMeter()) as meter:
+        first = evaluate(QuestionClassifier(), rows, metric, lm=lm, show_progress=False).summary()
+        paid = meter.calls
+        again = evaluate(QuestionClassifier(), rows, metric, lm=lm, show_progress=False).summary()
     assert paid == first["lm_calls"] == 8 and first["cached_calls"] == 0
     assert set(first["by_step"]) == {"coarse_step", "fine_step"}
     assert first["by_step"]["coarse_step"]["calls"] == 4
-    assert METER.calls - before == paid  # the second run reached no model
+    assert meter.calls == paid  # the second run reached no model
     assert again["cached_calls"] == again["lm_calls"] == 8
     # a cache hit still reports what the call costs when paid: same tokens and cost as the first run
     assert again["input_tokens"] == first["input_tokens"] > 0

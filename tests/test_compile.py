@@ -2,7 +2,7 @@
 
 import pytest
 
-from optimizer.accounting import METER
+from optimizer.accounting import EngineMeter, metered
 from optimizer.search.compile import Budget, compile
 from programs.sentiment import TASK, Sentiment, metric
 
@@ -10,11 +10,11 @@ from programs.sentiment import TASK, Sentiment, metric
 @pytest.fixture(scope="module")
 def result_and_calls():
     program = Sentiment()
-    before = METER.calls
-    result = compile(program, trainset=TASK.load("train", limit=30), valset=TASK.load("val", limit=10),
-                     testset=TASK.load("test", limit=10), metric=metric, budget=Budget(calls=60), minibatch=5,
-                     seed=3, show_progress=False)
-    return program, result, METER.calls - before
+    with metered(EngineMeter()) as meter:
+        result = compile(program, trainset=TASK.load("train", limit=30), valset=TASK.load("val", limit=10),
+                         testset=TASK.load("test", limit=10), metric=metric, budget=Budget(calls=60), minibatch=5,
+                         seed=3, show_progress=False)
+    return program, result, meter.calls
 
 
 def test_compile_never_exceeds_its_call_budget_counted_at_the_engine(result_and_calls):

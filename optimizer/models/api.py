@@ -10,7 +10,7 @@ from typing import Any
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Request, Response, response_to_events
 
-from optimizer.accounting import METER
+from optimizer.accounting import reserve_call
 from optimizer.models.prompt import chat_messages
 from optimizer.models.response import finish_call
 from optimizer.models.spec import ModelSpec
@@ -47,7 +47,7 @@ class ApiEngine:
         import litellm
 
         validate_request(request)
-        METER.reserve(self.spec.name)
+        reserve_call()
         cfg = request.config
         body: dict[str, Any] = {
             "model": self.spec.name, "messages": chat_messages(request), "timeout": TIMEOUT_S,

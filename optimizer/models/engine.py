@@ -12,7 +12,7 @@ from typing import Any
 from dspy.clients.engines.base import validate_request
 from dspy.lm15 import Request, Response, response_to_events
 
-from optimizer.accounting import METER, current_step
+from optimizer.accounting import current_step, reserve_call
 from optimizer.models import decode, local
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
@@ -48,7 +48,7 @@ class LlamaEngine:
 
     def complete(self, request: Request) -> Response:
         validate_request(request)
-        METER.reserve(self.spec.name)
+        reserve_call()
         model = local.load(self.spec, slot=current_step())
         cfg = request.config
         constraint = constraint_of(request)
@@ -63,18 +63,17 @@ class LlamaEngine:
             started = time.perf_counter()
             if constraint is None:
                 text, finish, tokens_in, tokens_out = self._unconstrained(model, request, kwargs)
-                compiled = False
             else:
-                text, finish, tokens_in, tokens_out, compiled = self._constrained(model, request, constraint, kwargs)
+                text, finish, tokens_in, tokens_out = self._constrained(model, request, constraint, kwargs)
             latency = time.perf_counter() - started
         return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
-                           latency=latency, compiled=compiled)
+                           latency=latency)
 
     def _constrained(self, model: local.LocalModel, request: Request, constraint: Constraint,
-                     kwargs: dict[str, Any]) -> tuple[str, str, int, int, bool]:
+                     kwargs: dict[str, Any]) -> tuple[str, str, int, int]:
         """Our decoding loop (forced-token fast-forward), with the prompt llama-cpp-python would build."""
         llm = model.llm
-        index, forced, compiled = model.compiler.index(constraint)
+        index, forced, _ = model.compiler.index(constraint)
         stop = kwargs.pop("stop") or []
         if _metadata(request).get(RAW_METADATA_KEY):
             tokens = decode.prompt_tokens(llm, "".join(m["content"] for m in chat_messages(request)))
@@ -84,7 +83,7 @@ class LlamaEngine:
         else:
             tokens = decode.prompt_tokens(llm, completion_prompt(request))
         out = decode.complete(llm, tokens, decode.GuidedMask(index, forced, llm.n_vocab()), stop=stop, **kwargs)
-        return out.text, out.finish, out.prompt_tokens, out.completion_tokens, compiled
+        return out.text, out.finish, out.prompt_tokens, out.completion_tokens
 
     def _unconstrained(self, model: local.LocalModel, request: Request,
                        kwargs: dict[str, Any]) -> tuple[str, str, int, int]:

@@ -14,7 +14,7 @@ from typing import Any
 
 from dspy.lm15 import Request, Response, response_to_events
 
-from optimizer.accounting import METER
+from optimizer.accounting import reserve_call
 from optimizer.models.prompt import chat_messages
 from optimizer.models.response import finish_call
 from optimizer.models.spec import ModelSpec
@@ -39,7 +39,7 @@ class ReplayEngine:
         self.spec, self.recording = spec, recording
 
     def complete(self, request: Request) -> Response:
-        METER.reserve(self.spec.name)
+        reserve_call()
         digest = request_digest(request)
         if digest not in self.recording:
             raise KeyError(f"no recorded output for this {self.spec.name} request ({digest[:12]}); re-record")

@@ -12,7 +12,7 @@ import dspy
 import optuna
 from optuna.trial import TrialState
 
-from optimizer.accounting import METER, BudgetExhausted
+from optimizer.accounting import BudgetExhausted
 from optimizer.data import dataset_hash
 from optimizer.models import ModelPool
 from optimizer.progress import progress_bar
@@ -22,8 +22,6 @@ from optimizer.search.session import Budget, Session
 from optimizer.search.space_builder import build_space
 from optimizer.search.storage import as_storage
 from optimizer.space.variant import Format, SearchSpace
-
-optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 __all__ = ["Budget", "compile"]
 
@@ -52,6 +50,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     first pool model, None disables). ``num_threads``: examples evaluated concurrently for a variant whose
     every step runs on an API model (local models serve one call at a time, in KV-prefix order).
     The test split, if given, is used only for the final report."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     pool = models if isinstance(models, ModelPool) else (
         ModelPool.from_names(models) if models else ModelPool.default())
     unknown = [o for o in objectives if o not in OBJECTIVES]
@@ -73,8 +72,6 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
                        show_progress=show_progress)
     run_id = observer.start(study_name=name, program=ref, seed=seed, budget=budget.model_dump(),
                             datasets=datasets) if observer else None
-    METER.refreshers.append(session._refresh)
-    METER.listeners.append(session._save_spent)
     try:
         session.recover()
         with session.limited(), progress_bar("compiling (LM calls)", budget.calls or 0, show_progress) as advance:
@@ -93,8 +90,6 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
         if observer is not None:
             observer.fail(exc)
         raise
-    finally:
-        session.detach()
     if observer is not None:
         observer.finish(result)
     return result
@@ -116,8 +111,7 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
     front = pareto_front(candidates, session.objectives)
     chosen = choose(candidates, max_cost=session.max_cost, max_p95=session.max_p95)
     spent = session.spent()  # the test report below is not part of the compile's spending
-    session._save_spent()
-    session.detach()
+    session.save_spent()
     test: list[TrialRecord] = []
     if testset is not None:
         report = {r.variant_key: r for r in [*front, *baselines, chosen]}

@@ -25,7 +25,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel
 
-from optimizer.accounting import METER, BudgetExhausted
+from optimizer.accounting import BudgetExhausted, EngineMeter, active_meter, metered
 from optimizer.errors import UsageError
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
@@ -84,10 +84,12 @@ class Session:
         self.advance: Callable[..., None] = lambda **_: None  # the progress bar, once compile() opens one
         self.status = "building candidates (instructions, demos)"
         self._key = f"{SPENT_PREFIX}{uuid.uuid4().hex[:12]}"  # this process's spending, one key per worker
-        self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
+        # This run's own meter (see limited()); it also counts in the meter active now (a sweep cell's, say).
+        self.meter = EngineMeter(hooks=(self,), parent=active_meter())
+        self._t0 = time.monotonic()
 
     def _own(self) -> Spent:
-        return Spent(calls=METER.calls - self._m0, cost=METER.cost - self._c0, seconds=time.monotonic() - self._t0)
+        return Spent(calls=self.meter.calls, cost=self.meter.cost, seconds=time.monotonic() - self._t0)
 
     def _others(self) -> Spent:
         """What earlier runs and concurrent workers of this study spent (read from the storage)."""
@@ -100,40 +102,35 @@ class Session:
         own, others = self._own(), self._others()
         return Spent(calls=own.calls + others.calls, cost=own.cost + others.cost, seconds=own.seconds + others.seconds)
 
-    def _refresh(self) -> None:
-        """Before each call: lower this worker's limits by what the other workers have spent so far."""
-        if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
-            METER.max_calls, METER.max_cost, METER.deadline = self._limits()
+    def before_call(self, meter: EngineMeter) -> None:
+        """Meter hook, before each call: lower this worker's limits by what the other workers spent so far."""
+        if self.budget.calls is not None or self.budget.cost is not None or self.budget.seconds is not None:
+            meter.set_limits(*self._limits())
 
-    def _save_spent(self) -> None:
-        """After each call is counted (and after each trial): persist this worker's spending, so a kill
-        loses none and the other workers deduct it, and update the progress bar."""
+    def counted(self, meter: EngineMeter) -> None:
+        """Meter hook, after each call is counted: :meth:`save_spent`."""
+        self.save_spent()
+
+    def save_spent(self) -> None:
+        """Persist this worker's spending (after each counted call and each trial), so a kill loses none
+        and the other workers deduct it, and update the progress bar."""
         own = self._own()
         self.study.set_user_attr(self._key, own.model_dump())
         self.advance(completed=own.calls + self._others().calls, status=self.status)
 
-    def detach(self) -> None:
-        """Stop following the meter (compile() attaches :meth:`_refresh` and :meth:`_save_spent`)."""
-        for hooks, hook in ((METER.refreshers, self._refresh), (METER.listeners, self._save_spent)):
-            if hook in hooks:
-                hooks.remove(hook)
-
-    def _limits(self, others: Spent | None = None) -> tuple[int | None, float | None, float | None]:
+    def _limits(self) -> tuple[int | None, float | None, float | None]:
         """The meter's (max calls, max cost, deadline) for this worker given what the others spent."""
-        b, others = self.budget, others or self._others()
-        return (None if b.calls is None else self._m0 + max(b.calls - others.calls, 0),
-                None if b.cost is None else self._c0 + max(b.cost - others.cost, 0.0),
+        b, others = self.budget, self._others()
+        return (None if b.calls is None else max(b.calls - others.calls, 0),
+                None if b.cost is None else max(b.cost - others.cost, 0.0),
                 None if b.seconds is None else self._t0 + max(b.seconds - others.seconds, 0.0))
 
     @contextmanager
     def limited(self) -> Iterator[None]:
-        """The block runs under the study's remaining budget."""
-        saved = (METER.max_calls, METER.max_cost, METER.deadline)
-        METER.max_calls, METER.max_cost, METER.deadline = self._limits()
-        try:
+        """The block's model calls count against this run's meter, under the study's remaining budget."""
+        self.meter.set_limits(*self._limits())
+        with metered(self.meter):
             yield
-        finally:
-            METER.max_calls, METER.max_cost, METER.deadline = saved
 
     def space(self, build: Callable[[], SearchSpace], *, models: Sequence[str], strategies: Sequence[str],
               formats: Sequence[str]) -> SearchSpace:
@@ -146,7 +143,7 @@ class Session:
         stored = self.study.user_attrs.get("space")
         if stored is None:
             self.study.set_user_attr("space", build().model_dump_json())
-            self._save_spent()
+            self.save_spent()
             stored = self.study.user_attrs["space"]
         space = SearchSpace.model_validate_json(stored)
         asked = {"models": list(models), "strategies": list(strategies), "formats": list(formats)}
@@ -256,7 +253,7 @@ class Session:
         trial.set_user_attr("failed_variant", s["call_failure_rate"] > MAX_CALL_FAILURE_RATE)
         self._promote(trial, record, space)
         self.study.tell(trial, [s[OBJECTIVES[o][0]] for o in self.objectives])
-        self._save_spent()
+        self.save_spent()
         return self.repeats < MAX_REPEATS_IN_A_ROW
 
     def _finish_inherited(self, space: SearchSpace) -> None:
@@ -299,4 +296,4 @@ class Session:
             pass
         with suppress(BudgetExhausted):  # its trials then stay queued for a later run
             self._finish_inherited(space)
-        self._save_spent()
+        self.save_spent()

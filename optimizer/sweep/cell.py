@@ -84,7 +84,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     failure of the cell's own work: that is a ``failed`` outcome with the error (interrupts propagate).
     Each start is appended to ``runs.jsonl`` (pid, ``worker``, time): a resumed cell has two lines."""
     from optimizer import runtime
-    from optimizer.accounting import METER
+    from optimizer.accounting import EngineMeter, metered
 
     done = read_outcome(folder)
     if done is not None:
@@ -106,13 +106,9 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
         val = task.load(p.val or "val", settings.val_limit)
         test = task.load(p.test or "test", settings.test_limit)
         runner = _progopt if settings.optimizer == "progopt" else _dspy
-        refresh = _Refresh(folder, started)
-        METER.listeners.append(refresh)
-        try:
+        with metered(EngineMeter(hooks=(_Refresh(folder, started),))):
             fields = runner(settings, folder, task, train, val, test, storage=storage, tracking_uri=tracking_uri,
                             experiment=experiment, parent_run_id=parent_run_id, started=started)
-        finally:
-            METER.listeners.remove(refresh)
         outcome = CellOutcome(**base, state="done", **fields)
     except Exception as exc:  # noqa: BLE001 - a failed cell is a recorded outcome; the sweep goes on
         from optimizer.secrets import SecretDetector
@@ -131,8 +127,9 @@ def _log_run(outcome: CellOutcome, tracking_uri: str | None, experiment: str, pa
     are nested under it), a new run for a DSPy cell; tagged with the settings, with the test metrics."""
     from mlflow import MlflowClient
 
-    from optimizer.tracking.tracker import resolve_tracking_uri
+    from optimizer.tracking.tracker import mlflow_environment, resolve_tracking_uri
 
+    mlflow_environment()
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     run_id = outcome.run_id
     if run_id is None:
@@ -225,16 +222,18 @@ def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) ->
 
 
 class _Refresh:
-    """A meter listener that refreshes ``status.json`` at most every 2 seconds (the sweep's live table)."""
+    """Meter hooks of a cell: refresh ``status.json`` at most every 2 seconds (the sweep's live table)."""
 
     def __init__(self, folder: Path, started: float):
-        self.folder, self.started, self.last, self.calls = folder, started, 0.0, 0
+        self.folder, self.started, self.last = folder, started, 0.0
 
-    def __call__(self) -> None:
-        self.calls += 1
+    def before_call(self, meter: Any) -> None:
+        """Nothing: a cell's own meter has no limit (a compile's budget is its session's meter)."""
+
+    def counted(self, meter: Any) -> None:
         if time.time() - self.last > 2:
             self.last = time.time()
-            _status(self.folder, self.started, self.calls)
+            _status(self.folder, self.started, meter.calls)
 
 
 def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, **context: Any

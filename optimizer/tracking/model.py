@@ -61,7 +61,9 @@ def log_compiled_model(artifact: str | Path, *, run_id: str, tracking_uri: str |
     is the first of the artifact's demos, then ``examples``, holding every program input (MLflow runs it once
     to check the model serves). With ``registered_model_name`` a new version of that registered model is made."""
     from optimizer.artifact import read_artifact
+    from optimizer.tracking.tracker import mlflow_environment
 
+    mlflow_environment()
     doc = read_artifact(artifact)
     # The run must be active for the model to join its experiment; a caller's own active run stays the parent.
     with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):

@@ -9,7 +9,7 @@ import io
 from typing import Any
 
 from optimizer.models.pool import ModelPool
-from optimizer.models.spec import REGISTERED
+from optimizer.models.spec import EMBEDDED_SPECS
 from optimizer.results import describe
 from optimizer.search.records import CompileResult, TrialRecord
 
@@ -90,5 +90,6 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def registered_pool(result: CompileResult) -> ModelPool:
-    """The specs of the chosen steps' models, as registered in this process by the compile's pool."""
-    return ModelPool(REGISTERED[m] for m in dict.fromkeys(c.model for c in result.chosen_steps().values()))
+    """The specs of the chosen steps' models, as the compile's pool had them (``result.models``)."""
+    specs = {**EMBEDDED_SPECS, **result.models}
+    return ModelPool(specs[m] for m in dict.fromkeys(c.model for c in result.chosen_steps().values()))

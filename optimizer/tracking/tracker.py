@@ -41,6 +41,14 @@ PARENT = "mlflow.parentRunId"
 MAX_TAG_LENGTH = 5000
 
 
+def mlflow_environment() -> None:
+    """MLflow's settings for progopt, applied when a tracker or model logger is made (never at import):
+    no telemetry (read per event), and no two URL lines per run ended on a server (one pair per variant
+    would bury the compile's output). A variable the user set is kept."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file ``mlflow.db`` in the working directory."""
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
@@ -59,12 +67,13 @@ class MlflowTracker:
     model; parent FINISHED) or ``fail`` (parent and open children FAILED, or KILLED on KeyboardInterrupt).
     One process per study at a time; not thread-safe.
 
-    ``pool`` gives the chosen steps' model configs for the artifact (default: the specs registered in this
-    process); ``log_model=False`` skips the artifact and model; ``tags`` are added to the parent run."""
+    ``pool`` gives the chosen steps' model configs for the artifact (default: the compile's pool, as the
+    result records it); ``log_model=False`` skips the artifact and model; ``tags`` are added to the parent run."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, *,
                  registered_model_name: str | None = None, log_model: bool = True, pool: ModelPool | None = None,
                  tags: Mapping[str, str] | None = None):
+        mlflow_environment()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
         self.registered_model_name, self.log_model, self.pool = registered_model_name, log_model, pool

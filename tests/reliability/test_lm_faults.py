@@ -16,7 +16,7 @@ from dspy.lm15 import Message, Request, Response, Usage
 from optuna.trial import TrialState
 
 from optimizer import runtime
-from optimizer.accounting import METER, ModelUnavailable
+from optimizer.accounting import EngineMeter, ModelUnavailable, metered
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
 from optimizer.models.api import ApiEngine
@@ -125,7 +125,7 @@ def test_the_real_local_model_under_faults_counts_failed_examples(record_counts)
     plan = FaultPlan(rate=0.4, seed=3, hang_s=1.0)
     pool = ModelPool([ModelPool.default()["local/smollm2-135m"]],
                      engine_for=faulty(LlamaEngine, plan, RetryPolicy(attempts=2, timeout_s=0.5, base_s=0.01)))
-    with METER.limit(calls=60):
+    with metered(EngineMeter(max_calls=60)):
         ev = evaluate(Sentiment(), TASK.load("test", limit=12), metric, lm=pool.lm("local/smollm2-135m"),
                       show_progress=False)
     summary = ev.summary()
@@ -142,7 +142,7 @@ def test_the_loopback_server_under_faults_finishes_and_counts_failures(llama_ser
     plan = FaultPlan(rate=0.4, seed=5, hang_s=1.0)
     spec = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")["openai/smollm2"]
     pool = ModelPool([spec], engine_for=faulty(ApiEngine, plan, RetryPolicy(attempts=3, timeout_s=30, base_s=0.01)))
-    with METER.limit(calls=60):
+    with metered(EngineMeter(max_calls=60)):
         ev = evaluate(Sentiment(), TASK.load("test", limit=10), metric, lm=pool.lm("openai/smollm2"),
                       show_progress=False)
     assert len(ev.results) == 10 and plan.injected.total() > 0
@@ -175,10 +175,9 @@ def test_a_rejected_key_or_unknown_model_stops_after_one_call_instead_of_burning
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         pool = ModelPool.from_names(["openai/missing"], api_base=f"http://127.0.0.1:{server.server_port}/{path}")
-        before = METER.calls
-        with pytest.raises(ModelUnavailable):
+        with metered(EngineMeter()) as meter, pytest.raises(ModelUnavailable):
             evaluate(Sentiment(), TASK.load("test", limit=10), metric, lm=pool.lm("openai/missing"),
                      show_progress=False)
-        assert METER.calls - before == 1
+        assert meter.calls == 1
     finally:
         server.shutdown()
