@@ -65,8 +65,8 @@ def run_compile(pool: ModelPool, formats: tuple[str, ...], seed: int, budget: in
             "compile_s": round(wall, 1), "evaluations": len(result.trials), "space_size": result.space.size(),
             "chosen": {name: {"model": s.model, "format": s.format, "strategy": s.strategy, "demos": len(s.demos)}
                        for name, s in result.chosen_steps().items()},
-            "val_score": chosen.summary["score"], "val_ci95": chosen.summary["score_ci"],
-            "test_score": test["score"], "test_ci95": test["score_ci"], "test_validity": test["validity_rate"]}
+            "val_score": chosen.summary.score, "val_ci95": chosen.summary.score_ci,
+            "test_score": test.score, "test_ci95": test.score_ci, "test_validity": test.validity_rate}
 
 
 def _pct(score: float, ci: list[float]) -> str:

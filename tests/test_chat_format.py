@@ -28,8 +28,8 @@ def test_sentiment_in_chat_format_parses_on_the_first_call(pool, model):
     step = StepConfig(instruction=ClassifySentiment.instructions, model=model, format="chat")
     ev = evaluate(build_program(Sentiment(), {"classify": step}, pool.lm), SST2.load("test", limit=10), metric,
                   show_progress=False)
-    assert ev.summary()["validity_rate"] == 1.0
-    assert ev.summary()["lm_calls"] == 10  # one call per example: no JSON fallback
+    assert ev.summary().validity_rate == 1.0
+    assert ev.summary().lm_calls == 10  # one call per example: no JSON fallback
     assert all(c.text.startswith("[[ ## sentiment ## ]]") for c in ev.calls)
 
 

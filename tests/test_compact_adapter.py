@@ -179,7 +179,7 @@ def test_api_model_over_http_answers_json_that_parses(llama_server, monkeypatch)
     ev = evaluate(build_program(Sentiment(), {"classify": step}, pool.lm), SST2.load("test", limit=5), metric,
                   show_progress=False)
     failures = [(r.error, [(c.text, c.finish_reason, c.error) for c in r.calls]) for r in ev.results if not r.valid]
-    assert ev.summary()["validity_rate"] == 1.0 and ev.summary()["lm_calls"] == 5, failures
+    assert ev.summary().validity_rate == 1.0 and ev.summary().lm_calls == 5, failures
     assert all(r.prediction["sentiment"] in {"negative", "positive"} for r in ev.results)
 
 

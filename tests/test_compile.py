@@ -32,8 +32,8 @@ def test_compile_reports_baselines_front_and_test_split(result_and_calls):
     assert result.front and result.chosen in {t.variant_key for t in result.trials}
     assert {t.variant_key for t in result.test} >= set(result.front)
     for t in result.test:
-        low, high = t.summary["score_ci"]
-        assert low <= t.summary["score"] <= high and t.examples == 10
+        low, high = t.summary.score_ci
+        assert low <= t.summary.score <= high and t.examples == 10
 
 
 def test_compile_does_not_mutate_the_program(result_and_calls):

@@ -13,7 +13,7 @@ def exhaustive():
 
 def _best(result):
     full = result.best_full()
-    return full[result.chosen].summary["score"]
+    return full[result.chosen].summary.score
 
 
 def test_exhaustive_enumerates_the_whole_space(exhaustive):

@@ -135,8 +135,8 @@ def test_compile_on_server_logs_parent_children_params_metrics_artifacts(server,
     record = tracker.records[-1]
     child = next(c for c in children if c.data.tags["progopt.stage"] == record.stage
                  and c.data.params["variant_key"] == record.variant_key)
-    assert child.data.metrics[f"quality_{record.stage}"] == pytest.approx(record.summary["score"])
-    assert child.data.metrics["lm_calls"] == record.summary["lm_calls"]
+    assert child.data.metrics[f"quality_{record.stage}"] == pytest.approx(record.summary.score)
+    assert child.data.metrics["lm_calls"] == record.summary.lm_calls
     variant = json.loads(Path(client.download_artifacts(child.info.run_id, "variant.json", str(tmp_path))).read_text())
     assert variant["steps"] == {k: v.model_dump(mode="json") for k, v in record.steps.items()}
     front = json.loads(Path(client.download_artifacts(result.tracking_run_id, "front.json", str(tmp_path))).read_text())

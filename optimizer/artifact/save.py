@@ -176,6 +176,7 @@ def save_result(result: CompileResult, path: str | Path, *, program: dspy.Module
     except KeyError as exc:
         raise ArtifactError(path, "steps", str(exc)) from exc
     return save_artifact(path, program_ref=result.program, program=program, steps=steps, models=models,
-                         metrics={"validation": validation and validation.summary, "test": test and test.summary},
+                         metrics={"validation": validation and validation.summary.model_dump(),
+                                  "test": test and test.summary.model_dump()},
                          provenance={"tracking_run_id": result.tracking_run_id, "datasets": result.datasets,
                                      "seed": result.seed})

@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 
 import dspy
 import optuna
-from optuna.trial import TrialState
 
 from optimizer.accounting import BudgetExhausted
 from optimizer.data import dataset_hash
@@ -99,10 +98,8 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
             testset: Sequence[dspy.Example] | None, run_id: str | None) -> CompileResult:
     from optimizer.refs import source_hash
 
-    study = session.study
-    trials = [TrialRecord.model_validate_json(t.user_attrs["record"])
-              for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    full = session.full_records()
+    trials = session.store.minibatch_records()
+    full = session.store.full_records()
     trials += sorted(full.values(), key=lambda r: r.number)
     baselines = [r for r in full.values() if r.label and r.label.startswith("baseline")]
     candidates = list(full.values()) or [t for t in trials if t.stage == "minibatch"]

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from optimizer.models.spec import ModelSpec
 from optimizer.space.variant import SearchSpace, StepConfig, Variant
+from optimizer.summary import Summary
 
 if TYPE_CHECKING:
     import dspy
@@ -22,8 +23,7 @@ Stage = Literal["baseline", "minibatch", "full", "test"]
 class TrialRecord(BaseModel):
     """One evaluation of one variant on one data slice.
 
-    ``summary`` is :meth:`optimizer.evaluate.Evaluation.summary` (score, score_ci, validity_rate,
-    cost_per_example, latency_p50_s, latency_p95_s, lm_calls, cached_calls, tokens, by_model, by_step)."""
+    ``summary`` is :meth:`optimizer.evaluate.Evaluation.summary` on that slice."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,7 +33,7 @@ class TrialRecord(BaseModel):
     steps: dict[str, StepConfig]
     stage: Stage
     examples: int
-    summary: dict[str, Any]
+    summary: Summary
     label: str | None = Field(None, description="e.g. 'baseline local/smollm2-135m'")
 
 

@@ -149,7 +149,7 @@ def _test_fields(program: Any, test: list, metric: Any, **context: Any) -> dict[
     from optimizer.evaluate import evaluate
 
     evaluation = evaluate(program, test, metric, description="test", show_progress=False, **context)
-    summary = {k: v for k, v in evaluation.summary().items() if k not in ("by_model", "by_step")}
+    summary = evaluation.summary().model_dump(exclude={"by_model", "by_step"})
     return {"test": summary, "test_scores": [r.score for r in evaluation.results]}
 
 
@@ -196,7 +196,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
             "compile_seconds": compile_seconds, "compile_lm_seconds": counter.seconds, "chosen": result.chosen,
             "run_id": result.tracking_run_id,
-            "validation_score": full.summary["score"] if full else None}
+            "validation_score": full.summary.score if full else None}
 
 
 def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) -> int:

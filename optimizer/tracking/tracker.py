@@ -127,7 +127,7 @@ class MlflowTracker:
         self.client.log_batch(child_id, metrics=[Metric(k, v, now, 0) for k, v in report.metrics(record).items()],
                               params=[Param(k, self._text(str(v))) for k, v in params.items()])
         self._log_json(child_id, report.variant_doc(record), "variant.json")
-        self._log_json(child_id, {"stage": record.stage, "summary": record.summary}, "evaluation.json")
+        self._log_json(child_id, {"stage": record.stage, "summary": record.summary.model_dump()}, "evaluation.json")
         self.client.set_terminated(child_id, "FINISHED")
 
     def finish(self, result: CompileResult) -> None:

@@ -59,7 +59,7 @@ def test_compiles_under_injected_faults_finish_with_valid_results(tmp_path, reco
         assert result.chosen in {t.variant_key for t in result.trials} and result.spent["calls"] <= 300
         study = optuna.load_study(study_name="faults", storage=storage)
         assert not study.get_trials(states=(TrialState.RUNNING,))
-        failures = sum(t.summary["failure_rate"] * t.examples for t in result.trials)
+        failures = sum(t.summary.failure_rate * t.examples for t in result.trials)
         assert plan.injected.total() > 0 and failures >= 0
         injected += plan.injected.total()
         compiles += 1
@@ -71,7 +71,7 @@ def test_a_variant_whose_calls_keep_failing_is_failed_and_never_chosen(tmp_path)
     runtime.configure(tempfile.mkdtemp(dir=tmp_path))
     result = _compile(_replay_pool(FaultPlan(0.0, 0), fail_model="local/gemma3-270m"), seed=1)
     broken = [t for t in result.trials if t.variant.steps["classify"].model == "local/gemma3-270m"]
-    assert broken and all(t.summary["call_failure_rate"] == 1.0 and t.summary["score"] == 0.0 for t in broken)
+    assert broken and all(t.summary.call_failure_rate == 1.0 and t.summary.score == 0.0 for t in broken)
     chosen = next(t for t in result.trials if t.variant_key == result.chosen)
     assert chosen.variant.steps["classify"].model == "local/smollm2-135m"
 
@@ -130,7 +130,7 @@ def test_the_real_local_model_under_faults_counts_failed_examples(record_counts)
                       show_progress=False)
     summary = ev.summary()
     failed = [r for r in ev.results if r.error is not None]
-    assert summary["failure_rate"] == len(failed) / 12 and all(r.score == 0.0 for r in failed)
+    assert summary.failure_rate == len(failed) / 12 and all(r.score == 0.0 for r in failed)
     assert plan.injected.total() > 0
     record_counts(kind="faults", where="local SmolLM2", injected=plan.injected.total(), examples=12,
                   failed_examples=len(failed))
@@ -146,7 +146,7 @@ def test_the_loopback_server_under_faults_finishes_and_counts_failures(llama_ser
         ev = evaluate(Sentiment(), TASK.load("test", limit=10), metric, lm=pool.lm("openai/smollm2"),
                       show_progress=False)
     assert len(ev.results) == 10 and plan.injected.total() > 0
-    assert ev.summary()["failure_rate"] == sum(r.error is not None for r in ev.results) / 10
+    assert ev.summary().failure_rate == sum(r.error is not None for r in ev.results) / 10
     record_counts(kind="faults", where="loopback llama.cpp server", injected=plan.injected.total(), examples=10)
 
 
