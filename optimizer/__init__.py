@@ -4,7 +4,7 @@ of a typed DSPy program, for quality, cost and latency, with constrained structu
 >>> import optimizer as progopt
 >>> result = progopt.compile(Sentiment(), trainset=train, valset=val, metric=metric,
 ...                          budget=progopt.Budget(calls=1500), testset=test)
->>> result.save("sentiment.json")           # the chosen variant as a JSON artifact
+>>> progopt.save_result(result, "sentiment.json")  # the chosen variant as a JSON artifact
 >>> program = progopt.load("sentiment.json")
 
 Heavy parts (the artifact loader, MLflow) are imported on first use.

@@ -41,12 +41,12 @@ def test_search_ends_when_the_sampler_only_repeats_cached_variants(exhaustive):
 
 
 def test_a_result_saves_itself_as_an_artifact_also_after_a_json_round_trip(exhaustive, tmp_path):
-    from optimizer.artifact import read_artifact
+    from optimizer.artifact import read_artifact, save_result
     from optimizer.search.records import CompileResult
 
     reloaded = CompileResult.model_validate_json(exhaustive.model_dump_json())
     assert set(reloaded.models) == {"local/smollm2-135m", "local/gemma3-270m"}
-    doc = read_artifact(reloaded.save(tmp_path / "chosen.json"))
+    doc = read_artifact(save_result(reloaded, tmp_path / "chosen.json"))
     steps = exhaustive.chosen_steps()
     assert doc["steps"]["classify"]["model"]["name"] == steps["classify"].model
     assert doc["steps"]["classify"]["signature"]["instructions"] == steps["classify"].instruction

@@ -21,7 +21,6 @@ import dspy
 
 from optimizer.adapters.compact import codecs
 from optimizer.models.engine import REGEX_METADATA_KEY, LlamaEngine
-from optimizer.space.build import ADAPTERS
 
 Signature = type[dspy.Signature]
 
@@ -49,6 +48,3 @@ class ChatFormatAdapter(dspy.ChatAdapter):
     async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature,
                     demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
         return await super().acall(lm, self._constrain(lm, lm_kwargs, signature), signature, demos, inputs)
-
-
-ADAPTERS["chat"] = ChatFormatAdapter

@@ -35,7 +35,6 @@ from dspy.utils.exceptions import AdapterParseError
 
 from optimizer.adapters.fields import FieldCodec, FieldValueError, render_input
 from optimizer.models.engine import RAW_METADATA_KEY, REGEX_METADATA_KEY, LlamaEngine
-from optimizer.space.build import ADAPTERS
 
 Signature = type[dspy.Signature]
 
@@ -213,6 +212,3 @@ class CompactAdapter(dspy.Adapter):
         if missing:
             raise ValueError(f"missing output field(s) {missing}")
         return {name: codec.adapter.validate_python(obj[name]) for name, codec in codecs(signature).items()}
-
-
-ADAPTERS["compact"] = CompactAdapter

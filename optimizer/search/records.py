@@ -1,21 +1,18 @@
 """What a compile produces: one :class:`TrialRecord` per evaluated variant, and the :class:`CompileResult`.
 
-Plain pydantic values: the tracker turns them into MLflow runs, the artifact writer into JSON, the
-report into tables and plots. Nothing here runs a model."""
+Plain pydantic values at the bottom of the compile path (they import only value modules): the tracker
+turns them into MLflow runs, :func:`optimizer.artifact.save_result` into the JSON artifact, the report
+into tables and plots. Nothing here runs a model."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from optimizer.models.spec import ModelSpec
 from optimizer.space.variant import SearchSpace, StepConfig, Variant
 from optimizer.summary import Summary
-
-if TYPE_CHECKING:
-    import dspy
 
 Stage = Literal["baseline", "minibatch", "full", "test"]
 
@@ -56,16 +53,6 @@ class CompileResult(BaseModel):
     test: list[TrialRecord] = Field(default_factory=list, description="front + baselines on the test split")
     tracking_run_id: str | None = None
     models: dict[str, ModelSpec] = Field(default_factory=dict, description="the searched pool, by model name")
-
-    def save(self, path: str | Path, *, program: dspy.Module | None = None) -> Path:
-        """Write the chosen variant as a JSON artifact (:func:`optimizer.artifact.save_result`); ``program``
-        defaults to a fresh instance of the compiled program's class."""
-        from optimizer.artifact import save_result
-        from optimizer.models import ModelPool
-        from optimizer.refs import resolve
-
-        pool = ModelPool(self.models.values()) if self.models else ModelPool.default()
-        return save_result(self, path, program=program or resolve(self.program)(), pool=pool)
 
     def best_full(self) -> dict[str, TrialRecord]:
         """The full-validation record of each variant that has one (latest wins)."""

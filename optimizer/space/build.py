@@ -15,23 +15,11 @@ from typing import Any
 import dspy
 
 from optimizer.accounting import raise_stopping
+from optimizer.adapters import make_adapter
 from optimizer.space.variant import StepConfig
 
 REASONING_FIELD = "reasoning"
 REASONING_DESC = "Think step by step, briefly, before giving the answer."
-
-# format name -> adapter factory; "chat" and "compact" register themselves when optimizer.adapters is imported
-ADAPTERS: dict[str, Callable[[], dspy.Adapter]] = {"json": dspy.JSONAdapter}
-
-
-def make_adapter(fmt: str) -> dspy.Adapter:
-    if fmt not in ADAPTERS:
-        import optimizer.adapters  # noqa: F401  (registers "chat" and "compact")
-    try:
-        return ADAPTERS[fmt]()
-    except KeyError:
-        raise ValueError(f"unknown prompt format {fmt!r}; known: {sorted(ADAPTERS)}") from None
-
 
 def _vote_key(pred: dspy.Prediction, fields: list[str]) -> str:
     return json.dumps({f: pred.get(f) for f in fields}, sort_keys=True, default=str)
