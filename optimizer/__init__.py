@@ -17,8 +17,8 @@ from typing import Any
 from optimizer.data import DataError, Task, load_examples
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.models import ModelPool, ModelSpec
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.search.compile import Budget, compile
-from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.space import SearchSpace, StepConfig, Variant
 
 __all__ = ["Budget", "CompileResult", "DataError", "Evaluation", "ModelPool", "ModelSpec", "SearchSpace",

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.report import evaluation_table, print_table
-from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.secrets import SecretDetector
 from optimizer.summary import Summary
 

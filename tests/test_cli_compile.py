@@ -3,7 +3,7 @@
 import json
 
 from optimizer.cli import main
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
 
 
 def test_cli_compile_writes_artifact_result_report_and_front_png(tmp_path, capsys):

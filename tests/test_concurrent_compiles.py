@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from optimizer.accounting import BudgetExhausted, EngineMeter, active_meter, metered
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
 from tests.fixtures.search_case import replay_pool, run
 
 

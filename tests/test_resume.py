@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
 
 BUDGET = 90
 ROOT = Path(__file__).resolve().parent.parent

@@ -42,7 +42,7 @@ def test_search_ends_when_the_sampler_only_repeats_cached_variants(exhaustive):
 
 def test_a_result_saves_itself_as_an_artifact_also_after_a_json_round_trip(exhaustive, tmp_path):
     from optimizer.artifact import read_artifact, save_result
-    from optimizer.search.records import CompileResult
+    from optimizer.records import CompileResult
 
     reloaded = CompileResult.model_validate_json(exhaustive.model_dump_json())
     assert set(reloaded.models) == {"local/smollm2-135m", "local/gemma3-270m"}

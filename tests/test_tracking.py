@@ -19,8 +19,8 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.entities import Run
 
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.search.compile import Budget, compile
-from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.tracking import MlflowTracker
 from programs.sentiment import TASK, Sentiment, metric
 from tests.servers import free_port, wait_until_ready

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from optimizer.search.records import TrialRecord
+from optimizer.records import TrialRecord
 from optimizer.secrets import SecretDetector
 from optimizer.space.variant import StepChoice, StepConfig, Variant
 from optimizer.tracking import MlflowTracker, resolve_tracking_uri

@@ -24,7 +24,7 @@ from optimizer.artifact.signature import check_program, describe_step
 from optimizer.models.pool import ModelPool
 from optimizer.models.spec import ModelSpec
 from optimizer.outputs import write_atomic
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
 from optimizer.secrets import SecretDetector
 from optimizer.space.variant import StepConfig
 

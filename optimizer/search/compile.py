@@ -15,8 +15,8 @@ from optimizer.accounting import BudgetExhausted
 from optimizer.data import dataset_hash
 from optimizer.models import ModelPool
 from optimizer.progress import progress_bar
+from optimizer.records import CompileObserver, CompileResult, TrialRecord
 from optimizer.results import OBJECTIVES, choose, pareto_front
-from optimizer.search.records import CompileObserver, CompileResult, TrialRecord
 from optimizer.search.session import Budget, Session
 from optimizer.search.space_builder import build_space
 from optimizer.search.storage import as_storage

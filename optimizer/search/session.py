@@ -29,8 +29,8 @@ from optimizer.accounting import BudgetExhausted, EngineMeter, active_meter, met
 from optimizer.errors import UsageError
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
+from optimizer.records import CompileObserver, Stage, TrialRecord
 from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
-from optimizer.search.records import CompileObserver, Stage, TrialRecord
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
 from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
 from optimizer.search.study_store import WORKER, Spent, StudyStore, label

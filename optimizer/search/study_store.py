@@ -20,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from pydantic import BaseModel
 
-from optimizer.search.records import TrialRecord
+from optimizer.records import TrialRecord
 from optimizer.space.variant import SearchSpace
 
 SPACE, FULL_PREFIX, SPENT_PREFIX = "space", "full:", "spent:"

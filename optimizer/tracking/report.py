@@ -1,6 +1,6 @@
 """Trial records and compile results as MLflow values: metric dicts, the variant JSON, the front table.
 
-Pure functions over :mod:`optimizer.search.records`; the tracker decides where they go."""
+Pure functions over :mod:`optimizer.records`; the tracker decides where they go."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 from optimizer.models.pool import ModelPool
 from optimizer.models.spec import EMBEDDED_SPECS
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.results import describe
-from optimizer.search.records import CompileResult, TrialRecord
 
 # Summary fields logged as metrics under their own names (quality is logged per stage).
 SUMMARY_METRICS = ("cost_per_example", "latency_p50_s", "latency_p95_s", "validity_rate", "lm_calls",

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models.model import ModelInfo
 
 from optimizer.models.pool import ModelPool
-from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.secrets import SecretDetector
 from optimizer.tracking import report
 
@@ -60,7 +60,7 @@ def _quoted(value: str) -> str:
 
 
 class MlflowTracker:
-    """A :class:`~optimizer.search.records.CompileObserver` writing MLflow runs.
+    """A :class:`~optimizer.records.CompileObserver` writing MLflow runs.
 
     Lifecycle: ``start`` (find or create the study's parent run; end children a killed process left RUNNING
     as KILLED) -> ``log_trial`` per evaluated variant (a finished child run) -> ``finish`` (front, baselines,

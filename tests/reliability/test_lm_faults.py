@@ -24,8 +24,8 @@ from optimizer.models.engine import LlamaEngine
 from optimizer.models.faults import FaultPlan, faulty
 from optimizer.models.replay import ReplayEngine, load_recording
 from optimizer.models.retry import RateLimited, Resilient, RetryPolicy
+from optimizer.records import CompileResult
 from optimizer.search.compile import Budget, compile
-from optimizer.search.records import CompileResult
 from programs.sentiment import TASK, Sentiment, metric
 from tests.fixtures.search_case import RECORDING
 from tests.reliability.conftest import size
