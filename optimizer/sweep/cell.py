@@ -127,7 +127,8 @@ def _log_run(outcome: CellOutcome, tracking_uri: str | None, experiment: str, pa
     are nested under it), a new run for a DSPy cell; tagged with the settings, with the test metrics."""
     from mlflow import MlflowClient
 
-    from optimizer.tracking.tracker import mlflow_environment, resolve_tracking_uri
+    from optimizer.tracking.model import mlflow_environment
+    from optimizer.tracking.tracker import resolve_tracking_uri
 
     mlflow_environment()
     client = MlflowClient(resolve_tracking_uri(tracking_uri))

@@ -41,14 +41,6 @@ PARENT = "mlflow.parentRunId"
 MAX_TAG_LENGTH = 5000
 
 
-def mlflow_environment() -> None:
-    """MLflow's settings for progopt, applied when a tracker or model logger is made (never at import):
-    no telemetry (read per event), and no two URL lines per run ended on a server (one pair per variant
-    would bury the compile's output). A variable the user set is kept."""
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
-
-
 def resolve_tracking_uri(tracking_uri: str | None = None) -> str:
     """``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file ``mlflow.db`` in the working directory."""
     return tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / DEFAULT_DB}"
@@ -73,6 +65,8 @@ class MlflowTracker:
     def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, *,
                  registered_model_name: str | None = None, log_model: bool = True, pool: ModelPool | None = None,
                  tags: Mapping[str, str] | None = None):
+        from optimizer.tracking.model import mlflow_environment
+
         mlflow_environment()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
