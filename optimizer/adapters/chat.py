@@ -20,7 +20,7 @@ from typing import Any
 import dspy
 
 from optimizer.adapters.compact import codecs
-from optimizer.models.engine import REGEX_METADATA_KEY, LlamaEngine
+from optimizer.models.base import REGEX_METADATA_KEY, capabilities_of
 
 Signature = type[dspy.Signature]
 
@@ -33,10 +33,11 @@ def reply_regex(signature: Signature) -> str:
 
 
 class ChatFormatAdapter(dspy.ChatAdapter):
-    """DSPy's ChatAdapter; on local (llama.cpp) models the reply is regex-constrained to its sections."""
+    """DSPy's ChatAdapter; on engines with the ``regex`` capability (local llama.cpp models) the reply is
+    regex-constrained to its sections."""
 
     def _constrain(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature) -> dict[str, Any]:
-        if not isinstance(getattr(lm, "engine", None), LlamaEngine):
+        if not capabilities_of(lm).regex:
             return lm_kwargs
         metadata = {**(lm_kwargs.get("metadata") or {}), REGEX_METADATA_KEY: reply_regex(signature)}
         return {**lm_kwargs, "metadata": metadata}

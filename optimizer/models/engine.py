@@ -9,20 +9,13 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dspy.clients.engines.base import validate_request
-from dspy.lm15 import Request, Response, response_to_events
+from dspy.lm15 import Request
 
-from optimizer.accounting import current_step, reserve_call
+from optimizer.accounting import current_step
 from optimizer.models import decode, local
+from optimizer.models.base import LOCAL, RAW_METADATA_KEY, REGEX_METADATA_KEY, Engine, Generation
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
-from optimizer.models.response import finish_call
-from optimizer.models.spec import ModelSpec
-
-REGEX_METADATA_KEY = "progopt_regex"  # carried in request metadata: lm15 has no regex response_format
-# Metadata flag: the messages' text, concatenated as is, is the whole prompt (no chat template, no
-# separators), so a completion-style prompt can end mid-line, at an output field's prefix.
-RAW_METADATA_KEY = "progopt_raw"
 
 
 def _metadata(request: Request) -> dict[str, Any]:
@@ -37,18 +30,12 @@ def constraint_of(request: Request) -> Constraint | None:
     return Constraint.from_response_format(request.config.response_format)
 
 
-class LlamaEngine:
+class LlamaEngine(Engine):
     """One synchronous llama.cpp completion per request; JSON Schema or regex constrained when asked."""
 
-    supports_response_schema = True
-    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
+    capabilities = LOCAL
 
-    def __init__(self, spec: ModelSpec):
-        self.spec = spec
-
-    def complete(self, request: Request) -> Response:
-        validate_request(request)
-        reserve_call()
+    def generate(self, request: Request) -> Generation:
         model = local.load(self.spec, slot=current_step())
         cfg = request.config
         constraint = constraint_of(request)
@@ -66,8 +53,7 @@ class LlamaEngine:
             else:
                 text, finish, tokens_in, tokens_out = self._constrained(model, request, constraint, kwargs)
             latency = time.perf_counter() - started
-        return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
-                           latency=latency)
+        return Generation(text, finish, tokens_in, tokens_out, latency)
 
     def _constrained(self, model: local.LocalModel, request: Request, constraint: Constraint,
                      kwargs: dict[str, Any]) -> tuple[str, str, int, int]:
@@ -100,16 +86,3 @@ class LlamaEngine:
         finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
         usage = out.get("usage") or {}
         return text, finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-
-    def stream(self, request: Request):
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        """The shared model outlives any one engine: nothing to close."""
-
-    def dump_state(self) -> dict[str, Any]:
-        return self.spec.model_dump()
-
-    @classmethod
-    def load_state(cls, state: dict[str, Any]) -> LlamaEngine:
-        return cls(ModelSpec(**state))
