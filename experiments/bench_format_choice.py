@@ -33,7 +33,7 @@ from optimizer import runtime  # noqa: E402
 from optimizer.evaluate import evaluate  # noqa: E402
 from optimizer.models import ModelPool, local  # noqa: E402
 from optimizer.models.files import cache_dir  # noqa: E402
-from optimizer.search.compile import Budget, compile  # noqa: E402
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile  # noqa: E402
 from optimizer.space.build import build_program  # noqa: E402
 from programs import sentiment  # noqa: E402
 
@@ -51,8 +51,8 @@ def run_compile(pool: ModelPool, formats: tuple[str, ...], seed: int, budget: in
         runtime.configure(scratch)
         started = time.perf_counter()
         result = compile(sentiment.Sentiment(), trainset=train, valset=val, metric=sentiment.metric, models=pool,
-                         budget=Budget(calls=budget), seed=seed, formats=formats, minibatch=MINIBATCH,
-                         show_progress=False)
+                         budget=Budget(calls=budget), search=SearchSettings(seed=seed, minibatch=MINIBATCH),
+                         space=SpaceSettings(formats=formats), show_progress=False)
         wall = time.perf_counter() - started
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

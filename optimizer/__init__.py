@@ -18,12 +18,12 @@ from optimizer.data import DataError, Task, load_examples
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.models import ModelPool, ModelSpec
 from optimizer.records import CompileResult, TrialRecord
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import Budget, Caps, SearchSettings, SpaceSettings, compile
 from optimizer.space import SearchSpace, StepConfig, Variant
 
-__all__ = ["Budget", "CompileResult", "DataError", "Evaluation", "ModelPool", "ModelSpec", "SearchSpace",
-           "StepConfig", "Task", "TrialRecord", "Variant", "compile", "evaluate", "load", "load_examples",
-           "save_result"]
+__all__ = ["Budget", "Caps", "CompileResult", "DataError", "Evaluation", "ModelPool", "ModelSpec", "SearchSettings",
+           "SearchSpace", "SpaceSettings", "StepConfig", "Task", "TrialRecord", "Variant", "compile", "evaluate",
+           "load", "load_examples", "save_result"]
 
 
 def load(path: str, *, program: type | None = None, trust: Any = None) -> Any:

@@ -20,7 +20,7 @@ from mlflow.artifacts import download_artifacts
 from mlflow.entities import Run
 
 from optimizer.records import CompileResult, TrialRecord
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 from optimizer.tracking import MlflowTracker
 from programs.sentiment import TASK, Sentiment, metric
 from tests.servers import free_port, wait_until_ready
@@ -53,7 +53,8 @@ class Recording(MlflowTracker):
 def tiny_compile(tracker: MlflowTracker, storage: str | None = None) -> CompileResult:
     # trials bounds the search when its LM calls are response-cache hits (they do not count as calls)
     return compile(Sentiment(), trainset=TASK.load("train", limit=20), valset=TASK.load("val", limit=12),
-                   testset=TASK.load("test", limit=6), metric=metric, minibatch=6, proposer=None, teacher=None,
+                   testset=TASK.load("test", limit=6), metric=metric, search=SearchSettings(minibatch=6),
+                   space=SpaceSettings(proposer=None, teacher=None),
                    budget=Budget(calls=80, trials=6), storage=storage, study_name="tracking-test",
                    program_ref=PROGRAM_REF, observer=tracker, show_progress=False)
 

@@ -23,7 +23,6 @@ import numpy as np
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
-from pydantic import BaseModel
 
 from optimizer.accounting import BudgetExhausted, EngineMeter, active_meter, metered
 from optimizer.errors import UsageError
@@ -31,6 +30,7 @@ from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
 from optimizer.records import CompileObserver, Stage, TrialRecord
 from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
+from optimizer.search.settings import Budget, Caps, SearchSettings
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
 from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
 from optimizer.search.study_store import WORKER, Spent, StudyStore, label
@@ -42,15 +42,6 @@ from optimizer.space.variant import SearchSpace, StepChoice, Variant
 MAX_REPEATS_IN_A_ROW = 10
 
 
-class Budget(BaseModel):
-    """Limits on the whole compile (candidates, bootstrapping, proposals, evaluation); None = no limit."""
-
-    calls: int | None = None
-    cost: float | None = None
-    seconds: float | None = None
-    trials: int | None = None
-
-
 def baseline_variant(space: SearchSpace, model: str) -> Variant:
     fmt = "json" if "json" in space.formats else space.formats[0]
     return Variant(steps={s: StepChoice(instruction="original", demos="zero", model=model,
@@ -60,17 +51,15 @@ def baseline_variant(space: SearchSpace, model: str) -> Variant:
 class Session:
     """One run of a (possibly resumed) compile against one Optuna study."""
 
-    def __init__(self, program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
-                 metric: Callable, pool: ModelPool, objectives: Sequence[str], budget: Budget, seed: int,
-                 study: optuna.Study, strategy: str, minibatch: int, promote_fraction: float,
-                 max_cost: float | None, max_p95: float | None, observer: CompileObserver | None,
-                 num_threads: int, show_progress: bool):
-        self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
-        self.objectives, self.budget, self.seed, self.study = list(objectives), budget, seed, study
-        self.strategy = make_strategy(strategy)
-        self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
-        self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
-        self.num_threads = num_threads
+    def __init__(self, program: dspy.Module, *, valset: Sequence[dspy.Example], metric: Callable, pool: ModelPool,
+                 study: optuna.Study, budget: Budget, search: SearchSettings, caps: Caps,
+                 observer: CompileObserver | None):
+        self.program, self.valset, self.metric, self.pool = program, valset, metric, pool
+        self.objectives, self.budget, self.seed, self.study = list(search.objectives), budget, search.seed, study
+        self.strategy = make_strategy(search.strategy)
+        self.minibatch, self.promote_fraction = valset[:search.minibatch], search.promote_fraction
+        self.max_cost, self.max_p95, self.observer = caps.max_cost_per_example, caps.max_p95_latency_s, observer
+        self.num_threads = search.num_threads
         self.repeats = 0
         self._inherited: set[int] = set()  # RUNNING when this run started (see recover)
         self.advance: Callable[..., None] = lambda **_: None  # the progress bar, once compile() opens one

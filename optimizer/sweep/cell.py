@@ -170,7 +170,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     from optimizer.artifact import load_artifact, save_result
     from optimizer.results import markdown_report
     from optimizer.search.compile import compile
-    from optimizer.search.session import Budget
+    from optimizer.search.settings import Budget, SearchSettings, SpaceSettings
     from optimizer.sweep.baselines import CallCounter
 
     observer = None
@@ -183,11 +183,13 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     counter = CallCounter()  # only its seconds: the compile's own accounting counts the calls
     with dspy.context(callbacks=[*dspy.settings.callbacks, counter]):
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
-                         budget=Budget(calls=calls, seconds=settings.budget_seconds), seed=settings.seed,
+                         budget=Budget(calls=calls, seconds=settings.budget_seconds),
+                         search=SearchSettings(strategy=settings.search, seed=settings.seed,
+                                               minibatch=settings.minibatch),
+                         space=SpaceSettings(formats=settings.formats, strategies=settings.strategies),
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
-                         study_name=f"cell-{settings.cell_id()}", strategy=settings.search, formats=settings.formats,
-                         strategies=settings.strategies, minibatch=settings.minibatch,
-                         program_ref=settings.program.ref, observer=observer, show_progress=False)
+                         study_name=f"cell-{settings.cell_id()}", program_ref=settings.program.ref,
+                         observer=observer, show_progress=False)
     compile_seconds = time.time() - started
     artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)
     write_json(folder / "result.json", json.loads(result.model_dump_json()))

@@ -25,7 +25,7 @@ from optimizer.models.faults import FaultPlan, faulty
 from optimizer.models.replay import ReplayEngine, load_recording
 from optimizer.models.retry import RateLimited, Resilient, RetryPolicy
 from optimizer.records import CompileResult
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 from programs.sentiment import TASK, Sentiment, metric
 from tests.fixtures.search_case import RECORDING
 from tests.reliability.conftest import size
@@ -44,9 +44,11 @@ def _replay_pool(plan: FaultPlan, fail_model: str | None = None) -> ModelPool:
 
 def _compile(pool: ModelPool, seed: int, storage: str | None = None) -> CompileResult:
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
-                   metric=metric, models=pool, budget=Budget(calls=300), strategy="random", objectives=("quality",),
-                   proposer=None, teacher=None, minibatch=6, promote_fraction=0.5, seed=seed, storage=storage,
-                   study_name="faults", formats=("json",), show_progress=False)
+                   metric=metric, models=pool, budget=Budget(calls=300),
+                   search=SearchSettings(strategy="random", objectives=("quality",), minibatch=6,
+                                         promote_fraction=0.5, seed=seed),
+                   space=SpaceSettings(formats=("json",), proposer=None, teacher=None),
+                   storage=storage, study_name="faults", show_progress=False)
 
 
 def test_compiles_under_injected_faults_finish_with_valid_results(tmp_path, record_counts):
