@@ -55,8 +55,13 @@ class CompileResult(BaseModel):
     models: dict[str, ModelSpec] = Field(default_factory=dict, description="the searched pool, by model name")
 
     def best_full(self) -> dict[str, TrialRecord]:
-        """The full-validation record of each variant that has one (latest wins)."""
-        return {t.variant_key: t for t in self.trials if t.stage == "full"}
+        """The best full-validation record of each variant that has one (highest score; ties: the latest)."""
+        best: dict[str, TrialRecord] = {}
+        for t in self.trials:
+            held = best.get(t.variant_key)
+            if t.stage == "full" and (held is None or t.summary.score >= held.summary.score):
+                best[t.variant_key] = t
+        return best
 
     def best_records(self) -> dict[str, TrialRecord]:
         """Each variant's most complete record: its full-validation one, else its latest minibatch one (a

@@ -43,9 +43,9 @@ class ConfiguredPredict(dspy.Predict):
         with dspy.context(adapter=self.adapter):
             if cfg.strategy != "sc":
                 return super().forward(**kwargs)
-            preds, last_error = [], None
+            preds, last_error, caller_config = [], None, kwargs.pop("config", {})
             for i in range(cfg.samples):
-                config = {**kwargs.pop("config", {}), "temperature": cfg.temperature, "rollout_id": i, "seed": i}
+                config = {**caller_config, "temperature": cfg.temperature, "rollout_id": i, "seed": i}
                 try:
                     preds.append(super().forward(**kwargs, config=config))
                 except Exception as exc:  # noqa: BLE001 - a failed sample loses its vote
