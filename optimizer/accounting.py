@@ -189,6 +189,20 @@ _last: ContextVar[CallRecord | None] = ContextVar("progopt_last_call", default=N
 _step: ContextVar[str | None] = ContextVar("progopt_step", default=None)
 
 
+@contextmanager
+def in_step(name: str | None) -> Iterator[None]:
+    """LM calls made in the block belong to program step ``name`` (engines give each step of a program its
+    own llama.cpp instance, see :func:`optimizer.models.local.load`); None leaves the current step."""
+    if name is None:
+        yield
+        return
+    token = _step.set(name)
+    try:
+        yield
+    finally:
+        _step.reset(token)
+
+
 def current_step() -> str | None:
     """The program step (predictor name) whose LM call is running in this context, if known."""
     return _step.get()

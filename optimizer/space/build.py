@@ -14,7 +14,7 @@ from typing import Any
 
 import dspy
 
-from optimizer.accounting import raise_stopping
+from optimizer.accounting import in_step, raise_stopping
 from optimizer.adapters import make_adapter
 from optimizer.space.variant import StepConfig
 
@@ -27,9 +27,11 @@ def _vote_key(pred: dspy.Prediction, fields: list[str]) -> str:
 
 class ConfiguredPredict(dspy.Predict):
     """A predictor bound to one :class:`StepConfig`. Self-consistency draws ``samples`` seeded samples
-    at ``temperature`` (each a separate, separately cached call) and returns the majority answer."""
+    at ``temperature`` (each a separate, separately cached call) and returns the majority answer.
+    ``step`` (its name in the program) is the step its calls run in, wherever the program runs (an
+    evaluation, ``progopt run``): each step of a program on a local model gets its own llama.cpp instance."""
 
-    def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM):
+    def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM, step: str | None = None):
         if config.strategy == "cot":
             signature = signature.prepend(REASONING_FIELD, dspy.OutputField(desc=REASONING_DESC), type_=str)
         super().__init__(signature.with_instructions(config.instruction))
@@ -37,10 +39,11 @@ class ConfiguredPredict(dspy.Predict):
         self.lm = lm
         self.demos = [dspy.Example(**d) for d in config.demos]
         self.adapter = make_adapter(config.format)
+        self.step = step
 
     def forward(self, **kwargs: Any) -> dspy.Prediction:
         cfg = self.step_config
-        with dspy.context(adapter=self.adapter):
+        with in_step(self.step), dspy.context(adapter=self.adapter):
             if cfg.strategy != "sc":
                 return super().forward(**kwargs)
             preds, last_error, caller_config = [], None, kwargs.pop("config", {})
@@ -85,7 +88,7 @@ def build_program(program: dspy.Module, steps: Mapping[str, StepConfig],
                        f"(it has {sorted(predictors)})")
     for name, config in steps.items():
         original = predictors[name]
-        _set_path(copy, name, ConfiguredPredict(original.signature, config, lm_for(config.model)))
+        _set_path(copy, name, ConfiguredPredict(original.signature, config, lm_for(config.model), step=name))
     return copy
 
 
