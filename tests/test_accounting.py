@@ -1,12 +1,14 @@
 """Accounting: every call recorded, cache hits marked and priced, totals per model and per step."""
 
 import dspy
+import pytest
 
 from optimizer.accounting import EngineMeter, metered
 from optimizer.evaluate import bootstrap_ci, evaluate
 from programs.trec import TASK, QuestionClassifier, metric
 
 
+@pytest.mark.slow
 def test_two_step_program_is_accounted_per_step_and_cache_hits_are_marked(pool):
     rows = TASK.load("test", limit=4)
     lm = pool.lm("local/smollm2-135m")

@@ -9,6 +9,7 @@ from optimizer.models import ModelPool
 from programs.sentiment import TASK, Sentiment, metric
 
 
+@pytest.mark.slow
 def test_litellm_model_string_joins_the_pool_and_outputs_validate(llama_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-secret")
     pool = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")
@@ -32,6 +33,7 @@ def test_schema_goes_on_the_wire_in_each_servers_dialect(flat):
     assert _dialect({"type": "text"}, "json_object") == {"type": "text"}
 
 
+@pytest.mark.slow
 def test_api_examples_run_concurrently_each_with_its_own_calls(llama_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-secret")
     pool = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")

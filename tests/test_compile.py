@@ -6,6 +6,8 @@ from optimizer.accounting import EngineMeter, metered
 from optimizer.search.compile import Budget, SearchSettings, compile
 from programs.sentiment import TASK, Sentiment, metric
 
+pytestmark = pytest.mark.slow  # runs the local models
+
 
 @pytest.fixture(scope="module")
 def result_and_calls():

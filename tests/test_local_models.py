@@ -12,6 +12,8 @@ from programs.entities import metric as entity_metric
 from programs.sentiment import TASK as SST2
 from programs.sentiment import Sentiment, metric
 
+pytestmark = pytest.mark.slow  # runs the local models
+
 MODELS = ["local/smollm2-135m", "local/gemma3-270m"]
 MADE_UP = ("zebra-7", "quokka-3")
 
