@@ -234,11 +234,11 @@ class ModeRun:
         self.cpu += time.process_time() - cpu
         self.evaluated += perf_counts(llm)
         summary = ev.summary()
-        assert counter[0] == (summary["lm_calls"] - summary["cached_calls"] if reset else 0), "a reset was missed"
+        assert counter[0] == (summary.lm_calls - summary.cached_calls if reset else 0), "a reset was missed"
         self.resets += counter[0]
-        self.calls += summary["lm_calls"]
-        self.cached += summary["cached_calls"]
-        self.input_tokens += summary["input_tokens"]
+        self.calls += summary.lm_calls
+        self.cached += summary.cached_calls
+        self.input_tokens += summary.input_tokens
         self.latencies += [c.latency_s for c in ev.calls]
         self.scores += [r.score for r in ev.results]
         self.predictions += [r.prediction for r in ev.results]

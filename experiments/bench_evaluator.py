@@ -149,9 +149,9 @@ def run_cell(pool: ModelPool, model: str, fmt: str, task: str, warmup: int, n: i
     return {"model": model, "format": fmt, "task": task, "labels": TASKS[task][4], "examples": n,
             "warmup_s": warm, "wall_ms": wall * 1000 / n, "prompt_ms": perf.t_p_eval_ms / n,
             "gen_ms": perf.t_eval_ms / n, "prompt_tokens": perf.n_p_eval / n, "gen_evals": perf.n_eval / n,
-            "ratio": wall * 1000 / llama_ms if llama_ms else None, "accuracy": summary["score"],
-            "validity": summary["validity_rate"], "output_tokens": summary["output_tokens"] / n,
-            "cached_calls": summary["cached_calls"],
+            "ratio": wall * 1000 / llama_ms if llama_ms else None, "accuracy": summary.score,
+            "validity": summary.validity_rate, "output_tokens": summary.output_tokens / n,
+            "cached_calls": summary.cached_calls,
             "predictions": [r.prediction["label"] if r.prediction else None for r in ev.results]}
 
 

@@ -33,7 +33,7 @@ from optimizer import runtime  # noqa: E402
 from optimizer.evaluate import evaluate  # noqa: E402
 from optimizer.models import ModelPool, local  # noqa: E402
 from optimizer.models.files import cache_dir  # noqa: E402
-from optimizer.search.compile import Budget, compile  # noqa: E402
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile  # noqa: E402
 from optimizer.space.build import build_program  # noqa: E402
 from programs import sentiment  # noqa: E402
 
@@ -51,8 +51,8 @@ def run_compile(pool: ModelPool, formats: tuple[str, ...], seed: int, budget: in
         runtime.configure(scratch)
         started = time.perf_counter()
         result = compile(sentiment.Sentiment(), trainset=train, valset=val, metric=sentiment.metric, models=pool,
-                         budget=Budget(calls=budget), seed=seed, formats=formats, minibatch=MINIBATCH,
-                         show_progress=False)
+                         budget=Budget(calls=budget), search=SearchSettings(seed=seed, minibatch=MINIBATCH),
+                         space=SpaceSettings(formats=formats), show_progress=False)
         wall = time.perf_counter() - started
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -65,8 +65,8 @@ def run_compile(pool: ModelPool, formats: tuple[str, ...], seed: int, budget: in
             "compile_s": round(wall, 1), "evaluations": len(result.trials), "space_size": result.space.size(),
             "chosen": {name: {"model": s.model, "format": s.format, "strategy": s.strategy, "demos": len(s.demos)}
                        for name, s in result.chosen_steps().items()},
-            "val_score": chosen.summary["score"], "val_ci95": chosen.summary["score_ci"],
-            "test_score": test["score"], "test_ci95": test["score_ci"], "test_validity": test["validity_rate"]}
+            "val_score": chosen.summary.score, "val_ci95": chosen.summary.score_ci,
+            "test_score": test.score, "test_ci95": test.score_ci, "test_validity": test.validity_rate}
 
 
 def _pct(score: float, ci: list[float]) -> str:

@@ -116,12 +116,12 @@ def run_cell(pool: ModelPool, model: str, name: str, shots: int, fmt: str, limit
     ev = evaluate(configured, examples, bench.metric, show_progress=False)
     wall = time.perf_counter() - started
     s = ev.summary()
-    n = s["examples"]
+    n = s.examples
     return {"model": model, "task": name, "shots": shots, "format": fmt, "examples": n,
-            "accuracy": s["score"], "ci95": s["score_ci"], "validity": s["validity_rate"],
+            "accuracy": s.score, "ci95": s.score_ci, "validity": s.validity_rate,
             "s_per_example": sum(r.latency_s for r in ev.results) / n, "wall_s_per_example": wall / n,
-            "lm_calls_per_example": s["lm_calls"] / n, "cached_calls": s["cached_calls"],
-            "truncations": s["truncations"], "input_tokens_per_example": s["input_tokens"] / n,
+            "lm_calls_per_example": s.lm_calls / n, "cached_calls": s.cached_calls,
+            "truncations": s.truncations, "input_tokens_per_example": s.input_tokens / n,
             "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 

@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # `programs` is not an installed package: run aga
 
 from experiments.bench_formats import Bench, balanced_demos, machine  # noqa: E402
 from optimizer import runtime  # noqa: E402
-from optimizer.accounting import METER  # noqa: E402
+from optimizer.accounting import EngineMeter, metered  # noqa: E402
 from optimizer.evaluate import evaluate  # noqa: E402
 from optimizer.models import ModelPool, local  # noqa: E402
 from optimizer.search.calibrate import calibrate_steps  # noqa: E402
@@ -70,9 +70,9 @@ def run_cell(pool: ModelPool, model: str, name: str, strategy: str, limit: int) 
     instruction = dict(program.named_predictors())[STEP].signature.instructions
     step = StepConfig(instruction=instruction, demos=balanced_demos(bench, SHOTS), model=model, format="compact",
                       **strategy_settings(strategy))
-    calls0 = METER.calls
-    steps = calibrate_steps(program, {STEP: step}, bench.task.load("train"), pool.lm)
-    calibration_calls = METER.calls - calls0
+    with metered(EngineMeter()) as meter:
+        steps = calibrate_steps(program, {STEP: step}, bench.task.load("train"), pool.lm)
+    calibration_calls = meter.calls
     configured = build_program(program, steps, pool.lm)
     examples = bench.task.load("test", limit=limit)
     started = time.perf_counter()

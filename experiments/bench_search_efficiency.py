@@ -109,16 +109,17 @@ def progopt_run(strategy: str, seed: int, table: dict[str, dict[str, Any]]) -> l
     from optimizer import runtime
     from optimizer.models import ModelPool
     from optimizer.models.replay import ReplayEngine
-    from optimizer.search.compile import Budget, compile
+    from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 
     recording = json.loads(gzip.decompress((OUT / "recording.json.gz").read_bytes()))
     pool = ModelPool(ModelPool.default().specs.values(), engine_for=lambda spec: ReplayEngine(spec, recording))
     runtime.configure(tempfile.mkdtemp())  # a fresh response cache per run: repeats within the run are free
     program, train, val, metric = case()
     result = compile(program, trainset=train, valset=val, metric=metric, models=pool,
-                     budget=Budget(calls=len(table) * VAL), strategy=strategy, objectives=("quality",),
-                     proposer=None, teacher=None, minibatch=MINIBATCH, promote_fraction=1 / 3, seed=seed,
-                     formats=FORMATS, show_progress=False)
+                     budget=Budget(calls=len(table) * VAL),
+                     search=SearchSettings(strategy=strategy, objectives=("quality",), minibatch=MINIBATCH,
+                                           promote_fraction=1 / 3, seed=seed),
+                     space=SpaceSettings(formats=FORMATS, proposer=None, teacher=None), show_progress=False)
     pairs: set[tuple[str, int]] = set()
     best, points = 0.0, []
     chronological = sorted(result.trials, key=lambda r: (r.number, r.stage == "full"))  # a full after its trial

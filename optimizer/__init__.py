@@ -4,7 +4,7 @@ of a typed DSPy program, for quality, cost and latency, with constrained structu
 >>> import optimizer as progopt
 >>> result = progopt.compile(Sentiment(), trainset=train, valset=val, metric=metric,
 ...                          budget=progopt.Budget(calls=1500), testset=test)
->>> result.save("sentiment.json")           # the chosen variant as a JSON artifact
+>>> progopt.save_result(result, "sentiment.json")  # the chosen variant as a JSON artifact
 >>> program = progopt.load("sentiment.json")
 
 Heavy parts (the artifact loader, MLflow) are imported on first use.
@@ -17,13 +17,13 @@ from typing import Any
 from optimizer.data import DataError, Task, load_examples
 from optimizer.evaluate import Evaluation, evaluate
 from optimizer.models import ModelPool, ModelSpec
-from optimizer.search.compile import Budget, compile
-from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.records import CompileResult, TrialRecord
+from optimizer.search.compile import Budget, Caps, SearchSettings, SpaceSettings, compile
 from optimizer.space import SearchSpace, StepConfig, Variant
 
-__all__ = ["Budget", "CompileResult", "DataError", "Evaluation", "ModelPool", "ModelSpec", "SearchSpace",
-           "StepConfig", "Task", "TrialRecord", "Variant", "compile", "evaluate", "load", "load_examples",
-           "save_result"]
+__all__ = ["Budget", "Caps", "CompileResult", "DataError", "Evaluation", "ModelPool", "ModelSpec", "SearchSettings",
+           "SearchSpace", "SpaceSettings", "StepConfig", "Task", "TrialRecord", "Variant", "compile", "evaluate",
+           "load", "load_examples", "save_result"]
 
 
 def load(path: str, *, program: type | None = None, trust: Any = None) -> Any:

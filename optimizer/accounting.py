@@ -1,9 +1,10 @@
 """Per-call accounting: every LM call (cache hits included, marked) with tokens, latency, cost,
 finish reason and validity; totals per model and per program step.
 
-Two layers. The engines report each real model call to the process-wide :data:`METER` (the budget's
-independent count). A :class:`Ledger` (a DSPy callback) sees every call the program makes, cached or
-not, names the step (predictor) that made it, and marks whether the adapter could parse the output.
+Two layers. The engines report each real model call to the active :class:`EngineMeter` (the budget's
+independent count, one per compile, reached through a ``ContextVar``). A :class:`Ledger` (a DSPy callback)
+sees every call the program makes, cached or not, names the step (predictor) that made it, and marks
+whether the adapter could parse the output. Nothing here is process-wide.
 """
 
 from __future__ import annotations
@@ -11,15 +12,16 @@ from __future__ import annotations
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+import dspy
 from dspy.utils.callback import BaseCallback
 
-from optimizer.models.spec import REGISTERED, ModelSpec
+from optimizer.models.spec import ModelSpec
 
 
 @dataclass
@@ -78,74 +80,127 @@ def stopping_cause(exc: BaseException) -> BudgetExhausted | ModelUnavailable | N
     return None
 
 
-@dataclass
+class MeterHooks(Protocol):
+    """Observes one :class:`EngineMeter` (a compile's session, a sweep cell's status file). For each model
+    call, in the calling thread and outside the meter's lock: ``before_call`` (may lower the limits with
+    :meth:`EngineMeter.set_limits`, e.g. by what other workers of a study spent), then the meter counts the
+    call or raises :class:`BudgetExhausted`, then ``counted`` (e.g. persist the count, so a kill loses none)."""
+
+    def before_call(self, meter: EngineMeter) -> None: ...
+
+    def counted(self, meter: EngineMeter) -> None: ...
+
+
+@dataclass(eq=False)
 class EngineMeter:
-    """Process-wide count of calls that reached a model (never cache hits). Thread-safe.
+    """The calls that reached a model (never cache hits) and their cost, in one metered scope (a compile, a
+    sweep cell); thread-safe. Engines reach the active meter through :func:`reserve_call` (a ``ContextVar``,
+    see :func:`metered`), so two compiles in one process, on two threads, each count only their own calls.
 
-    Engines call :meth:`reserve` before each model call: it runs the ``refreshers`` (which may lower the
-    limits, e.g. by what other workers of a study spent), then counts the call or raises
-    :class:`BudgetExhausted` when a limit is reached, then runs the ``listeners`` (which persist the count).
-    So this process never exceeds its call limit; cost and time are checked before the call, and the call
-    in flight may overshoot them by its own cost and duration."""
+    A meter with a ``parent`` (the meter active when it was made) also counts every call in the parent and
+    is bound by its limits. This scope never exceeds its call limit; cost and time are checked before the
+    call, and the call in flight may overshoot them by its own cost and duration."""
 
-    calls: int = 0
-    tokens: int = 0
-    cost: float = 0.0
-    compiles: int = 0
-    per_model: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     max_calls: int | None = None
     max_cost: float | None = None
-    deadline: float | None = None
-    refreshers: list[Callable[[], None]] = field(default_factory=list, repr=False)
-    listeners: list[Callable[[], None]] = field(default_factory=list, repr=False)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    deadline: float | None = None  # on time.monotonic()'s clock
+    hooks: tuple[MeterHooks, ...] = ()
+    parent: EngineMeter | None = field(default=None, repr=False)
+    calls: int = field(default=0, init=False)
+    cost: float = field(default=0.0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, init=False)
 
-    def reserve(self, model: str) -> None:
-        for refresh in self.refreshers:
-            refresh()
+    def _limit_reached(self) -> str | None:
+        if self.max_calls is not None and self.calls >= self.max_calls:
+            return f"LM-call budget reached ({self.max_calls} calls)"
+        if self.max_cost is not None and self.cost >= self.max_cost:
+            return f"cost budget reached (US${self.max_cost:.6f})"
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            return "time budget reached"
+        return None
+
+    def reserve(self) -> None:
+        """Count one model call here and in every parent, or raise :class:`BudgetExhausted` (counting none)."""
+        for hook in self.hooks:
+            hook.before_call(self)
         with self._lock:
-            if self.max_calls is not None and self.calls >= self.max_calls:
-                raise BudgetExhausted(f"LM-call budget reached ({self.max_calls} calls)")
-            if self.max_cost is not None and self.cost >= self.max_cost:
-                raise BudgetExhausted(f"cost budget reached (US${self.max_cost:.6f})")
-            if self.deadline is not None and time.monotonic() >= self.deadline:
-                raise BudgetExhausted("time budget reached")
+            reached = self._limit_reached()
+            if reached is not None:
+                raise BudgetExhausted(reached)
             self.calls += 1
-            self.per_model[model] += 1
-        for listener in self.listeners:  # e.g. persist spending before the call, so a kill loses none
-            listener()
+        if self.parent is not None:
+            try:
+                self.parent.reserve()
+            except BaseException:
+                with self._lock:
+                    self.calls -= 1
+                raise
+        for hook in self.hooks:
+            hook.counted(self)
+
+    def add_cost(self, cost: float) -> None:
+        with self._lock:
+            self.cost += cost
+        if self.parent is not None:
+            self.parent.add_cost(cost)
+
+    def set_limits(self, calls: int | None, cost: float | None, deadline: float | None) -> None:
+        with self._lock:
+            self.max_calls, self.max_cost, self.deadline = calls, cost, deadline
 
     def exhausted(self) -> bool:
-        """Whether a limit is reached (the next :meth:`reserve` would raise)."""
+        """Whether a limit here or in a parent is reached (the next :meth:`reserve` would raise)."""
         with self._lock:
-            return ((self.max_calls is not None and self.calls >= self.max_calls)
-                    or (self.max_cost is not None and self.cost >= self.max_cost)
-                    or (self.deadline is not None and time.monotonic() >= self.deadline))
-
-    def add(self, tokens: int, cost: float, compiled: bool) -> None:
-        with self._lock:
-            self.tokens += tokens
-            self.cost += cost
-            self.compiles += int(compiled)
-
-    @contextmanager
-    def limit(self, calls: int | None = None, cost: float | None = None,
-              seconds: float | None = None) -> Iterator[None]:
-        """Within the block, allow at most ``calls`` more model calls, ``cost`` more US$, ``seconds``."""
-        saved = (self.max_calls, self.max_cost, self.deadline)
-        self.max_calls = None if calls is None else self.calls + calls
-        self.max_cost = None if cost is None else self.cost + cost
-        self.deadline = None if seconds is None else time.monotonic() + seconds
-        try:
-            yield
-        finally:
-            self.max_calls, self.max_cost, self.deadline = saved
+            reached = self._limit_reached() is not None
+        return reached or (self.parent is not None and self.parent.exhausted())
 
 
-METER = EngineMeter()
+METER_SETTING = "progopt_meter"  # the active meter's key in DSPy's context overrides
+
+
+@contextmanager
+def metered(meter: EngineMeter) -> Iterator[EngineMeter]:
+    """Within the block, engines called from this context count against ``meter``.
+
+    The meter rides in DSPy's context overrides (``dspy.context``, itself a ``ContextVar``): threads that
+    run in a copy of this context (:mod:`optimizer.evaluate`, the per-call timeout thread) and the worker
+    threads DSPy's own ``ParallelExecutor`` starts (``dspy.Evaluate``, DSPy optimizers, a program's
+    ``dspy.Parallel``) all see it, and no other context does."""
+    with dspy.context(**{METER_SETTING: meter}):
+        yield meter
+
+
+def active_meter() -> EngineMeter | None:
+    """The meter engines called from this context count against, if any."""
+    meter = dspy.settings.get(METER_SETTING)
+    return meter if isinstance(meter, EngineMeter) else None
+
+
+def reserve_call() -> None:
+    """Called by engines before each real model call: counted by the active meter, which raises
+    :class:`BudgetExhausted` instead when its budget is spent. Outside any meter: not counted, no limit."""
+    meter = active_meter()
+    if meter is not None:
+        meter.reserve()
+
+
 _current: ContextVar[CallRecord | None] = ContextVar("progopt_current_call", default=None)
 _last: ContextVar[CallRecord | None] = ContextVar("progopt_last_call", default=None)
 _step: ContextVar[str | None] = ContextVar("progopt_step", default=None)
+
+
+@contextmanager
+def in_step(name: str | None) -> Iterator[None]:
+    """LM calls made in the block belong to program step ``name`` (engines give each step of a program its
+    own llama.cpp instance, see :func:`optimizer.models.local.load`); None leaves the current step."""
+    if name is None:
+        yield
+        return
+    token = _step.set(name)
+    try:
+        yield
+    finally:
+        _step.reset(token)
 
 
 def current_step() -> str | None:
@@ -154,10 +209,12 @@ def current_step() -> str | None:
 
 
 def report_engine_call(spec: ModelSpec, tokens_in: int, tokens_out: int, latency: float, finish: str,
-                       text: str, *, compiled: bool = False) -> None:
-    """Called by engines after each real model call (the call was counted by ``METER.reserve``)."""
+                       text: str) -> None:
+    """Called by engines after each real model call (the call was counted by :func:`reserve_call`)."""
     cost = call_cost(spec, tokens_in, tokens_out)
-    METER.add(tokens_in + tokens_out, cost, compiled)
+    meter = active_meter()
+    if meter is not None:
+        meter.add_cost(cost)
     record = _current.get()
     if record is not None:
         record.cached, record.input_tokens, record.output_tokens = False, tokens_in, tokens_out
@@ -190,12 +247,12 @@ class Ledger(BaseCallback):
     """Collects a :class:`CallRecord` for every LM call made while it is installed as a DSPy callback.
 
     ``steps`` maps ``id(predictor)`` to its name in the program; ``specs`` maps model strings to specs
-    (for pricing cache hits; default: every spec a pool has registered).
+    (for pricing cache hits; default: the spec of the LM's engine).
     Records are appended from any thread; read them after the calls finish.
     """
 
     def __init__(self, steps: dict[int, str] | None = None, specs: dict[str, ModelSpec] | None = None):
-        self.steps, self.specs = steps or {}, specs if specs is not None else REGISTERED
+        self.steps, self.specs = steps or {}, specs or {}
         self.records: list[CallRecord] = []
         self._pending: dict[str, tuple[CallRecord, Any, Any]] = {}
         self._step_tokens: dict[str, Any] = {}
@@ -223,8 +280,8 @@ class Ledger(BaseCallback):
         elif record.cached:
             for key, value in _response_fields(lm).items():
                 setattr(record, key, value)
-            spec = self.specs.get(record.model)
-            if spec is not None:
+            spec = self.specs.get(record.model) or getattr(getattr(lm, "engine", None), "spec", None)
+            if isinstance(spec, ModelSpec):
                 record.cost = call_cost(spec, record.input_tokens, record.output_tokens)
         _last.set(record)
         with self._lock:

@@ -18,16 +18,6 @@ from optimizer.secrets import MaskingFilter, SecretDetector
 COMMANDS = ["evaluate", "compile", "artifact", "sweep"]  # modules under optimizer/commands
 
 
-def _mapping(pairs: Sequence[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        field, sep, column = pair.partition("=")
-        if not sep:
-            raise UsageError("expects FIELD=COLUMN", f"--map {pair}")
-        out[field] = column
-    return out
-
-
 class Parser(argparse.ArgumentParser):
     """An argument parser whose errors go through the CLI's error boundary (subparsers inherit it)."""
 

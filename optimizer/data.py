@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -181,13 +182,20 @@ class Task:
     """Where a reference program's data lives and how file columns map to its fields.
 
     >>> TASK = Task("sst2", inputs=["sentence"], mapping={"sentiment": "label"})
-    >>> TASK.load("test", limit=200)
-    """
+    >>> TASK.load("test", limit=200)  # data/sst2/test.jsonl beside the module that made TASK
+
+    ``root`` is the folder holding ``<name>/<split>.jsonl``; default: ``data`` beside the file of the module
+    that constructs the Task (a program's data lives beside the program, installed or not)."""
 
     def __init__(self, name: str, *, inputs: Sequence[str], mapping: Mapping[str, str] | None = None,
                  root: str | Path | None = None):
         self.name, self.inputs, self.mapping = name, list(inputs), dict(mapping or {})
-        self.root = Path(root) if root else Path(__file__).resolve().parent.parent / "programs" / "data"
+        if root is None:
+            caller = sys._getframe(1).f_globals.get("__file__")
+            if caller is None:
+                raise ValueError(f"task {name!r}: pass root= (made outside a module file)")
+            root = Path(caller).resolve().parent / "data"
+        self.root = Path(root)
 
     def path(self, split: str) -> Path:
         return self.root / self.name / f"{split}.jsonl"

@@ -2,7 +2,7 @@
 cost per example, latency p50/p95, validity rate, LM calls, tokens).
 
 >>> ev = evaluate(Sentiment(), examples, metric, lm=pool.lm("local/smollm2-135m"))
->>> ev.summary()["score"], ev.summary()["score_ci"]
+>>> ev.summary().score, ev.summary().score_ci
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from scipy import stats
 from optimizer.accounting import STOPPING, CallRecord, Ledger, raise_stopping, totals
 from optimizer.errors import CallFailed, InvalidOutput, TruncatedOutput
 from optimizer.progress import progress_bar
+from optimizer.summary import Summary
 
 BOOTSTRAP_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -83,26 +84,26 @@ class Evaluation:
     def score(self) -> float:
         return float(np.mean([r.score for r in self.results])) if self.results else 0.0
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> Summary:
         n = max(len(self.results), 1)
         latencies = [r.latency_s for r in self.results] or [0.0]
         low, high = bootstrap_ci([r.score for r in self.results])
         confidences = [r.confidence for r in self.results if r.confidence is not None]
-        return {
-            "examples": len(self.results), "score": self.score, "score_ci": [low, high],
-            "validity_rate": sum(r.valid for r in self.results) / n,
-            "cost_per_example": sum(r.cost for r in self.results) / n,
-            "latency_p50_s": float(np.percentile(latencies, 50)),
-            "latency_p95_s": float(np.percentile(latencies, 95)),
-            "lm_calls": len(self.calls), "cached_calls": sum(c.cached for c in self.calls),
-            "input_tokens": sum(c.input_tokens for c in self.calls),
-            "output_tokens": sum(c.output_tokens for c in self.calls),
-            "truncations": sum(r.error_type == "TruncatedOutput" for r in self.results),
-            "failure_rate": sum(r.error is not None for r in self.results) / n,
-            "call_failure_rate": sum(r.error_type == "CallFailed" for r in self.results) / n,
-            "by_model": totals(self.calls, "model"), "by_step": totals(self.calls, "step"),
-            "mean_confidence": float(np.mean(confidences)) if confidences else None,
-        }
+        return Summary(
+            examples=len(self.results), score=self.score, score_ci=[low, high],
+            validity_rate=sum(r.valid for r in self.results) / n,
+            cost_per_example=sum(r.cost for r in self.results) / n,
+            latency_p50_s=float(np.percentile(latencies, 50)),
+            latency_p95_s=float(np.percentile(latencies, 95)),
+            lm_calls=len(self.calls), cached_calls=sum(c.cached for c in self.calls),
+            input_tokens=sum(c.input_tokens for c in self.calls),
+            output_tokens=sum(c.output_tokens for c in self.calls),
+            truncations=sum(r.error_type == "TruncatedOutput" for r in self.results),
+            failure_rate=sum(r.error is not None for r in self.results) / n,
+            call_failure_rate=sum(r.error_type == "CallFailed" for r in self.results) / n,
+            by_model=totals(self.calls, "model"), by_step=totals(self.calls, "step"),
+            mean_confidence=float(np.mean(confidences)) if confidences else None,
+        )
 
 
 def _prediction_dict(pred: Any) -> dict[str, Any]:

@@ -5,16 +5,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.report import evaluation_table, print_table
-from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.secrets import SecretDetector
+from optimizer.summary import Summary
 
-# objective -> (summary key, sign): sign +1 maximise, -1 minimise
+# objective -> (Summary field, sign): sign +1 maximise, -1 minimise
 OBJECTIVES = {"quality": ("score", 1.0), "cost": ("cost_per_example", -1.0), "latency": ("latency_p50_s", -1.0)}
 
 
 def _vector(record: TrialRecord, objectives: Sequence[str]) -> tuple[float, ...]:
-    return tuple(OBJECTIVES[o][1] * record.summary[OBJECTIVES[o][0]] for o in objectives)
+    return tuple(OBJECTIVES[o][1] * getattr(record.summary, OBJECTIVES[o][0]) for o in objectives)
 
 
 def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[str] = ("quality", "cost")) -> list[TrialRecord]:
@@ -27,7 +28,7 @@ def pareto_front(records: Sequence[TrialRecord], objectives: Sequence[str] = ("q
         return any(all(a >= b for a, b in zip(w, v, strict=True)) and w != v for w in vectors.values())
 
     front = [r for k, r in unique.items() if not dominated(k)]
-    return sorted(front, key=lambda r: (-r.summary["score"], r.summary["cost_per_example"]))
+    return sorted(front, key=lambda r: (-r.summary.score, r.summary.cost_per_example))
 
 
 MAX_CALL_FAILURE_RATE = 0.5  # a variant whose calls raise on more of its examples is failed
@@ -38,8 +39,8 @@ def feasible(record: TrialRecord, max_cost: float | None, max_p95: float | None)
     ``MAX_CALL_FAILURE_RATE`` of its examples): a failed variant is never promoted, nor chosen while any
     other fits."""
     s = record.summary
-    return (max_cost is None or s["cost_per_example"] <= max_cost) and (
-        max_p95 is None or s["latency_p95_s"] <= max_p95) and s.get("call_failure_rate", 0.0) <= MAX_CALL_FAILURE_RATE
+    return (max_cost is None or s.cost_per_example <= max_cost) and (
+        max_p95 is None or s.latency_p95_s <= max_p95) and s.call_failure_rate <= MAX_CALL_FAILURE_RATE
 
 
 def choose(records: Sequence[TrialRecord], *, max_cost: float | None = None,
@@ -48,8 +49,8 @@ def choose(records: Sequence[TrialRecord], *, max_cost: float | None = None,
     on the order the variants were found in); the cheapest if none fits."""
     ok = [r for r in records if feasible(r, max_cost, max_p95)]
     if not ok:
-        return min(records, key=lambda r: (r.summary["cost_per_example"], r.variant_key))
-    return min(ok, key=lambda r: (-r.summary["score"], r.summary["cost_per_example"], r.variant_key))
+        return min(records, key=lambda r: (r.summary.cost_per_example, r.variant_key))
+    return min(ok, key=lambda r: (-r.summary.score, r.summary.cost_per_example, r.variant_key))
 
 
 def describe(record: TrialRecord) -> str:
@@ -83,17 +84,17 @@ def plot_front(result: CompileResult, path: str | Path) -> Path:
     full = list(result.best_full().values())
     front = [r for r in full if r.variant_key in set(result.front)]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.scatter([r.summary["cost_per_example"] for r in full], [r.summary["score"] for r in full],
+    ax.scatter([r.summary.cost_per_example for r in full], [r.summary.score for r in full],
                c="lightgray", label="evaluated variants")
-    front.sort(key=lambda r: r.summary["cost_per_example"])
-    ax.plot([r.summary["cost_per_example"] for r in front], [r.summary["score"] for r in front], "o-",
+    front.sort(key=lambda r: r.summary.cost_per_example)
+    ax.plot([r.summary.cost_per_example for r in front], [r.summary.score for r in front], "o-",
             c="tab:blue", label="Pareto front")
     for b in result.baselines:
-        ax.scatter(b.summary["cost_per_example"], b.summary["score"], marker="s", c="tab:red")
-        ax.annotate(b.label or "baseline", (b.summary["cost_per_example"], b.summary["score"]), fontsize=7)
+        ax.scatter(b.summary.cost_per_example, b.summary.score, marker="s", c="tab:red")
+        ax.annotate(b.label or "baseline", (b.summary.cost_per_example, b.summary.score), fontsize=7)
     chosen = result.best_full().get(result.chosen)
     if chosen is not None:
-        ax.scatter(chosen.summary["cost_per_example"], chosen.summary["score"], marker="*", s=250, c="gold",
+        ax.scatter(chosen.summary.cost_per_example, chosen.summary.score, marker="*", s=250, c="gold",
                    edgecolors="k", label="chosen", zorder=5)
     ax.set_xlabel("cost per example (US$)")
     ax.set_ylabel("validation score")
@@ -105,10 +106,10 @@ def plot_front(result: CompileResult, path: str | Path) -> Path:
     return Path(path)
 
 
-def _row(label: str, s: dict) -> str:
-    low, high = s["score_ci"]
-    return (f"| {label} | {s['score']:.3f} | [{low:.3f}, {high:.3f}] | {s['validity_rate']:.1%} | "
-            f"{s['cost_per_example']:.2e} | {s['latency_p50_s']:.3f} | {s['latency_p95_s']:.3f} | {s['lm_calls']} |")
+def _row(label: str, s: Summary) -> str:
+    low, high = s.score_ci
+    return (f"| {label} | {s.score:.3f} | [{low:.3f}, {high:.3f}] | {s.validity_rate:.1%} | "
+            f"{s.cost_per_example:.2e} | {s.latency_p50_s:.3f} | {s.latency_p95_s:.3f} | {s.lm_calls} |")
 
 
 def markdown_report(result: CompileResult) -> str:

@@ -4,7 +4,7 @@ or the program module's defaults (its ``TASK`` and ``metric``)."""
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import dspy
 
 from optimizer import refs
 from optimizer.data import Task, load_examples
+from optimizer.errors import UsageError
 from optimizer.metrics import BUILTIN
 from optimizer.models import ModelPool
 
@@ -43,9 +44,18 @@ class TaskSetup:
         return self.task.load(split_or_path, limit)
 
 
-def resolve_task(args: argparse.Namespace) -> TaskSetup:
-    from optimizer.cli import _mapping
+def parse_mapping(pairs: Sequence[str]) -> dict[str, str]:
+    """``--map FIELD=COLUMN`` pairs as a dict (UsageError for a pair without ``=``)."""
+    out = {}
+    for pair in pairs:
+        field, sep, column = pair.partition("=")
+        if not sep:
+            raise UsageError("expects FIELD=COLUMN", f"--map {pair}")
+        out[field] = column
+    return out
 
+
+def resolve_task(args: argparse.Namespace) -> TaskSetup:
     program_class = refs.resolve(args.program)
     module = refs.module_of(args.program)
     task = getattr(module, "TASK", None)
@@ -55,6 +65,6 @@ def resolve_task(args: argparse.Namespace) -> TaskSetup:
     inputs = args.inputs or (task.inputs if task else None)
     if not inputs:
         raise ValueError("--inputs is required when the program module defines no TASK")
-    mapping = _mapping(args.map) if args.map else (task.mapping if task else {})
+    mapping = parse_mapping(args.map) if args.map else (task.mapping if task else {})
     pool = ModelPool.from_names(args.models, api_base=args.api_base) if args.models else ModelPool.default()
     return TaskSetup(args.program, program_class, metric, pool, task, list(inputs), mapping)

@@ -8,14 +8,50 @@ import subprocess
 import sys
 import tempfile
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from optimizer import runtime
 from optimizer.models import ModelPool
 from tests.servers import free_port, wait_until_ready
+
+_QUICK = "a test not marked slow runs a model: mark it `slow` (the quick loop, -m 'not slow', runs none)"
+_running: dict[str, bool] = {"slow": True}  # whether the test being set up or run is marked slow
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _running["slow"] = item.get_closest_marker("slow") is not None
+    if not _running["slow"] and "llama_server" in getattr(item, "fixturenames", ()):
+        pytest.fail(_QUICK, pytrace=False)
+
+
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    _running["slow"] = True  # between tests (session fixtures, teardown), loading is allowed
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_model_in_quick_tests() -> Iterator[None]:
+    """Fails a test not marked slow that loads a llama.cpp model or calls a LiteLLM model (module and
+    session fixtures included: they run inside the setup of the test that first needs them)."""
+    import litellm
+    import llama_cpp
+
+    real_init, real_completion = llama_cpp.Llama.__init__, litellm.completion
+
+    def guarded(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            if not _running["slow"]:
+                pytest.fail(_QUICK, pytrace=False)
+            return real(*args, **kwargs)
+        return call
+
+    llama_cpp.Llama.__init__, litellm.completion = guarded(real_init), guarded(real_completion)
+    yield
+    llama_cpp.Llama.__init__, litellm.completion = real_init, real_completion
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -14,8 +14,8 @@ from optimizer.artifact import ArtifactIntegrityError, TrustPolicy, load_artifac
 from optimizer.artifact.schema import SCHEMA_FILE, content_hash, json_path
 from optimizer.artifact.signature import describe_step, output_schema, step_config
 from optimizer.models import GEMMA3, SMOLLM2, ModelPool, ModelSpec
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.refs import source_hash
-from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.space import ConfiguredPredict, SearchSpace, StepChoice, StepConfig, StepSpace, Variant
 from programs.entities import EntityExtractor
 from programs.sentiment import ClassifySentiment, Sentiment

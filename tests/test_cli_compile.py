@@ -2,10 +2,13 @@
 
 import json
 
+import pytest
+
 from optimizer.cli import main
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
 
 
+@pytest.mark.slow
 def test_cli_compile_writes_artifact_result_report_and_front_png(tmp_path, capsys):
     out = tmp_path / "sst2.json"
     code = main(["compile", "programs/sentiment.py:Sentiment", "--budget", "30", "--train-limit", "20",

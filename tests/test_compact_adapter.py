@@ -172,6 +172,7 @@ def test_api_engine_gets_messages_and_a_json_schema_and_the_reply_parses_as_json
     assert pred.sentiment == "negative" and [r.valid for r in ledger.records] == [True]
 
 
+@pytest.mark.slow
 def test_api_model_over_http_answers_json_that_parses(llama_server, monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-loopback-not-a-secret")
     pool = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")
@@ -179,7 +180,7 @@ def test_api_model_over_http_answers_json_that_parses(llama_server, monkeypatch)
     ev = evaluate(build_program(Sentiment(), {"classify": step}, pool.lm), SST2.load("test", limit=5), metric,
                   show_progress=False)
     failures = [(r.error, [(c.text, c.finish_reason, c.error) for c in r.calls]) for r in ev.results if not r.valid]
-    assert ev.summary()["validity_rate"] == 1.0 and ev.summary()["lm_calls"] == 5, failures
+    assert ev.summary().validity_rate == 1.0 and ev.summary().lm_calls == 5, failures
     assert all(r.prediction["sentiment"] in {"negative", "positive"} for r in ev.results)
 
 
@@ -222,5 +223,6 @@ def round_trip(lm: dspy.LM, adapter: dspy.Adapter, annotation: Any, demos: list[
 @pytest.mark.parametrize("model", MODELS)
 @pytest.mark.parametrize(("annotation", "demos", "python_type"), ROUND_TRIP,
                          ids=["str", "int", "float", "bool", "literal", "list", "model", "optional"])
+@pytest.mark.slow
 def test_every_output_type_round_trips_on_the_local_models(pool, model, annotation, demos, python_type):
     round_trip(pool.lm(model), CompactAdapter(), annotation, demos, python_type)

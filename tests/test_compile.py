@@ -2,19 +2,21 @@
 
 import pytest
 
-from optimizer.accounting import METER
-from optimizer.search.compile import Budget, compile
+from optimizer.accounting import EngineMeter, metered
+from optimizer.search.compile import Budget, SearchSettings, compile
 from programs.sentiment import TASK, Sentiment, metric
+
+pytestmark = pytest.mark.slow  # runs the local models
 
 
 @pytest.fixture(scope="module")
 def result_and_calls():
     program = Sentiment()
-    before = METER.calls
-    result = compile(program, trainset=TASK.load("train", limit=30), valset=TASK.load("val", limit=10),
-                     testset=TASK.load("test", limit=10), metric=metric, budget=Budget(calls=60), minibatch=5,
-                     seed=3, show_progress=False)
-    return program, result, METER.calls - before
+    with metered(EngineMeter()) as meter:
+        result = compile(program, trainset=TASK.load("train", limit=30), valset=TASK.load("val", limit=10),
+                         testset=TASK.load("test", limit=10), metric=metric, budget=Budget(calls=60),
+                         search=SearchSettings(minibatch=5, seed=3), show_progress=False)
+    return program, result, meter.calls
 
 
 def test_compile_never_exceeds_its_call_budget_counted_at_the_engine(result_and_calls):
@@ -32,8 +34,8 @@ def test_compile_reports_baselines_front_and_test_split(result_and_calls):
     assert result.front and result.chosen in {t.variant_key for t in result.trials}
     assert {t.variant_key for t in result.test} >= set(result.front)
     for t in result.test:
-        low, high = t.summary["score_ci"]
-        assert low <= t.summary["score"] <= high and t.examples == 10
+        low, high = t.summary.score_ci
+        assert low <= t.summary.score <= high and t.examples == 10
 
 
 def test_compile_does_not_mutate_the_program(result_and_calls):

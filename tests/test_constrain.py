@@ -16,6 +16,8 @@ from programs.entities import ExtractEntities
 from programs.sentiment import ClassifySentiment
 from programs.trec import FineClass
 
+pytestmark = pytest.mark.slow  # runs the local models
+
 
 def constraints() -> dict[str, Constraint]:
     def schema(signature) -> Constraint:

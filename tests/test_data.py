@@ -125,3 +125,14 @@ def test_directories_missing_files_and_negative_limits_are_data_errors(tmp_path)
     with pytest.raises(DataError, match="limit must be 0 or more, got -1"):
         _load(path, limit=-1)
     assert len(_load(path, limit=5)) == 2
+
+
+def test_a_task_reads_the_data_folder_beside_the_module_that_made_it(tmp_path, monkeypatch):
+    import runpy
+
+    (tmp_path / "data" / "mine").mkdir(parents=True)
+    (tmp_path / "data" / "mine" / "val.jsonl").write_text('{"q": "hi", "a": "x"}\n', encoding="utf-8")
+    (tmp_path / "prog.py").write_text('from optimizer.data import Task\nTASK = Task("mine", inputs=["q"])\n')
+    monkeypatch.chdir(tmp_path.parent)  # not the module's folder: the root follows the module, not the cwd
+    task = runpy.run_path(str(tmp_path / "prog.py"))["TASK"]
+    assert task.root == (tmp_path / "data").resolve() and task.load("val")[0].q == "hi"

@@ -17,6 +17,8 @@ from optimizer.models.decode import GuidedMask, chat_tokens, complete, prompt_to
 from programs.sentiment import TASK, ClassifySentiment
 from programs.trec import FineClass
 
+pytestmark = pytest.mark.slow  # runs the local models
+
 SENTENCES = [ex.sentence for ex in TASK.load("test", limit=6)]
 
 

@@ -12,24 +12,26 @@ import dspy
 import numpy as np
 import pandas as pd
 import pytest
-from dspy.lm15 import Request, Response
+from dspy.lm15 import Request
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from optimizer import runtime
-from optimizer.accounting import METER
+from optimizer.accounting import EngineMeter, metered
 from optimizer.adapters.scoring import label_set, scoring_support
 from optimizer.artifact import load_artifact
 from optimizer.artifact.errors import SignatureDriftError
 from optimizer.artifact.signature import step_config
 from optimizer.evaluate import evaluate
 from optimizer.models import GEMMA3, ModelPool, ModelSpec
-from optimizer.models.engine import RAW_METADATA_KEY, LlamaEngine
+from optimizer.models.base import API as API_CAPABILITIES
+from optimizer.models.base import RAW_METADATA_KEY, Engine, Generation
+from optimizer.models.engine import LlamaEngine
 from optimizer.models.prompt import chat_messages
-from optimizer.models.response import finish_call
 from optimizer.models.scoring import SCORE_METADATA_KEY
 from optimizer.search.calibrate import CONTENT_FREE, calibrate_steps, unscorable
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import compile
+from optimizer.search.settings import Budget, SearchSettings, SpaceSettings
 from optimizer.space.build import build_program
 from optimizer.space.calibration import calibrate, choose, distribution, estimate_prior
 from optimizer.space.variant import SearchSpace, StepChoice, StepConfig, StepSpace, Variant, strategy_settings
@@ -44,10 +46,9 @@ FIXTURE = Path(__file__).parent / "fixtures" / "compiled-program.v1.json"
 class FakeScorer(LlamaEngine):
     """A 'local' engine without a model: scoring calls favour ``positive`` strongly (a biased model)
     unless the sentence says "awful"; content-free inputs favour ``positive`` even more. Generation
-    answers `` positive``. Every call is reserved on the meter and reported like a real one."""
+    answers `` positive``. Every call is reserved on the meter and reported like a real one (the base class)."""
 
-    def complete(self, request: Request) -> Response:
-        METER.reserve(self.spec.name)
+    def generate(self, request: Request) -> Generation:
         metadata = (request.config.extensions or {}).get("metadata") or {}
         prompt = "".join(m["content"] for m in chat_messages(request))
         if SCORE_METADATA_KEY in metadata:
@@ -59,9 +60,8 @@ class FakeScorer(LlamaEngine):
                 logprobs = [-1.0, -0.46]  # positive still wins uncalibrated, loses calibrated
             else:
                 logprobs = [-6.0, -0.0025]
-            return finish_call(self.spec, request, json.dumps(logprobs), finish="stop", tokens_in=10, tokens_out=2,
-                               latency=0.0)
-        return finish_call(self.spec, request, " positive", finish="stop", tokens_in=10, tokens_out=1, latency=0.0)
+            return Generation(json.dumps(logprobs), "stop", 10, 2, 0.0)
+        return Generation(" positive", "stop", 10, 1, 0.0)
 
 
 FAKE = ModelSpec(name="local/fake-scorer", provider="local", gguf="smollm2", chat=False)
@@ -125,16 +125,16 @@ def test_a_score_step_picks_the_calibrated_label_and_reports_its_confidence(fake
     ev = evaluate(calibrated, examples, metric, show_progress=False)
     assert [r.prediction["sentiment"] for r in ev.results] == ["negative", "positive"]
     assert all(0.5 <= r.confidence <= 1.0 for r in ev.results)
-    assert ev.summary()["mean_confidence"] == pytest.approx(np.mean([r.confidence for r in ev.results]))
-    assert ev.summary()["lm_calls"] == 2  # one scoring call per example
+    assert ev.summary().mean_confidence == pytest.approx(np.mean([r.confidence for r in ev.results]))
+    assert ev.summary().lm_calls == 2  # one scoring call per example
 
 
 def test_scoring_calls_are_metered_and_cached(fake_lm):
     program = build_program(Sentiment(), {"classify": scored_config()}, lambda _: fake_lm)
-    before = METER.calls
-    program(sentence="a fine film")
-    program(sentence="a fine film")
-    assert METER.calls == before + 1
+    with metered(EngineMeter()) as meter:
+        program(sentence="a fine film")
+        program(sentence="a fine film")
+    assert meter.calls == 1
 
 
 def test_batch_calibration_averages_training_inputs(fake_lm):
@@ -165,23 +165,18 @@ def test_the_search_skips_score_where_a_model_or_format_cannot_score():
 def test_a_compile_prunes_unscorable_variants_and_never_evaluates_them():
     runtime.configure(tempfile.mkdtemp())
 
-    class FakeApi:
-        supports_response_schema = True
-        supported_params = frozenset({"temperature", "max_tokens", "response_format"})
+    class FakeApi(Engine):
+        capabilities = API_CAPABILITIES
 
-        def __init__(self, spec):
-            self.spec = spec
-
-        def complete(self, request):
-            METER.reserve(self.spec.name)
-            return finish_call(self.spec, request, '{"sentiment": "positive"}', finish="stop", tokens_in=5,
-                               tokens_out=5, latency=0.0)
+        def generate(self, request):
+            return Generation('{"sentiment": "positive"}', "stop", 5, 5, 0.0)
 
     pool = ModelPool([FAKE, API], engine_for=lambda s: FakeScorer(s) if s.provider == "local" else FakeApi(s))
     result = compile(Sentiment(), trainset=TASK.load("train", limit=20), valset=TASK.load("val", limit=6),
-                     metric=metric, models=pool, budget=Budget(calls=120), strategy="exhaustive",
-                     objectives=("quality",), proposer=None, teacher=None, minibatch=6, seed=0,
-                     formats=("compact", "json"), strategies=("direct", "score-cc"), show_progress=False)
+                     metric=metric, models=pool, budget=Budget(calls=120),
+                     search=SearchSettings(strategy="exhaustive", objectives=("quality",), minibatch=6, seed=0),
+                     space=SpaceSettings(proposer=None, teacher=None, formats=("compact", "json"),
+                                         strategies=("direct", "score-cc")), show_progress=False)
     evaluated = {(t.variant.steps["classify"].model, t.variant.steps["classify"].format,
                   t.variant.steps["classify"].strategy) for t in result.trials}
     assert (FAKE.name, "compact", "score-cc") in evaluated

@@ -7,12 +7,14 @@ import json
 
 import pytest
 
+from optimizer.artifact import save_result
 from optimizer.artifact.load import read_artifact
 from optimizer.cli import main
 from optimizer.models import GEMMA3, SMOLLM2, ModelPool, local
 from optimizer.models.decode import prompt_tokens
 from optimizer.models.scoring import _last_logprobs, continuation_tokens, label_logprobs
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import compile
+from optimizer.search.settings import Budget, SearchSettings, SpaceSettings
 from programs.sentiment import TASK, Sentiment, metric
 from tests.fixtures.artifacts import rewrite
 
@@ -50,11 +52,12 @@ def test_trie_scores_match_a_token_by_token_computation(spec):
 def test_compile_artifact_and_run_apply_the_calibration_prior(tmp_path, capsys):
     result = compile(Sentiment(), trainset=TASK.load("train", limit=20), valset=TASK.load("val", limit=4),
                      metric=metric, models=ModelPool([GEMMA3]), budget=Budget(calls=40, trials=2),
-                     objectives=("quality",), proposer=None, teacher=None, minibatch=4, seed=0, strategy="random",
-                     formats=("compact",), strategies=("score-cc",), show_progress=False)
+                     search=SearchSettings(strategy="random", objectives=("quality",), minibatch=4, seed=0),
+                     space=SpaceSettings(proposer=None, teacher=None, formats=("compact",), strategies=("score-cc",)),
+                     show_progress=False)
     scored = next(t for t in result.trials if t.steps["classify"].strategy == "score")
     assert scored.steps["classify"].prior is not None  # estimated during the compile
-    path = result.model_copy(update={"chosen": scored.variant_key}).save(tmp_path / "sst2.json")
+    path = save_result(result.model_copy(update={"chosen": scored.variant_key}), tmp_path / "sst2.json")
     strategy = read_artifact(path)["steps"]["classify"]["strategy"]
     assert strategy["name"] == "score" and strategy["calibration"]["mode"] == "cc"
     assert set(strategy["calibration"]["prior"]) == {"negative", "positive"}

@@ -12,6 +12,8 @@ from programs.entities import metric as entity_metric
 from programs.sentiment import TASK as SST2
 from programs.sentiment import Sentiment, metric
 
+pytestmark = pytest.mark.slow  # runs the local models
+
 MODELS = ["local/smollm2-135m", "local/gemma3-270m"]
 MADE_UP = ("zebra-7", "quokka-3")
 
@@ -26,7 +28,7 @@ class MadeUpLabels(dspy.Signature):
 @pytest.mark.parametrize("model", MODELS)
 def test_50_sst2_sentences_give_100_percent_valid_labels(pool, model):
     ev = evaluate(Sentiment(), SST2.load("test", limit=50), metric, lm=pool.lm(model), show_progress=False)
-    assert ev.summary()["validity_rate"] == 1.0
+    assert ev.summary().validity_rate == 1.0
     assert all(r.prediction["sentiment"] in {"negative", "positive"} for r in ev.results)
 
 
@@ -54,4 +56,4 @@ def test_entity_program_parses_or_records_truncation_and_never_raises(pool, mode
             assert r.error_type == "TruncatedOutput", r.error
             truncated = [c for c in r.calls if c.finish_reason == "length"]
             assert truncated and truncated[0].text
-    assert ev.summary()["truncations"] == sum(not r.valid for r in ev.results)
+    assert ev.summary().truncations == sum(not r.valid for r in ev.results)

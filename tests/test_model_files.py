@@ -46,6 +46,7 @@ def small_assemble(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[Path
     files.forget_resolved()
 
 
+@pytest.mark.slow
 def test_many_loads_assemble_and_hash_at_most_once(counted_assemble):
     models = {id(local.load(GEMMA3, slot="files-test")) for _ in range(50)}
     assert len(models) == 1

@@ -8,9 +8,12 @@ import time
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
+
+pytestmark = pytest.mark.slow  # runs the local models
 
 BUDGET = 90
 ROOT = Path(__file__).resolve().parent.parent

@@ -13,7 +13,7 @@ def exhaustive():
 
 def _best(result):
     full = result.best_full()
-    return full[result.chosen].summary["score"]
+    return full[result.chosen].summary.score
 
 
 def test_exhaustive_enumerates_the_whole_space(exhaustive):
@@ -41,12 +41,37 @@ def test_search_ends_when_the_sampler_only_repeats_cached_variants(exhaustive):
 
 
 def test_a_result_saves_itself_as_an_artifact_also_after_a_json_round_trip(exhaustive, tmp_path):
-    from optimizer.artifact import read_artifact
-    from optimizer.search.records import CompileResult
+    from optimizer.artifact import read_artifact, save_result
+    from optimizer.records import CompileResult
 
     reloaded = CompileResult.model_validate_json(exhaustive.model_dump_json())
     assert set(reloaded.models) == {"local/smollm2-135m", "local/gemma3-270m"}
-    doc = read_artifact(reloaded.save(tmp_path / "chosen.json"))
+    doc = read_artifact(save_result(reloaded, tmp_path / "chosen.json"))
     steps = exhaustive.chosen_steps()
     assert doc["steps"]["classify"]["model"]["name"] == steps["classify"].model
     assert doc["steps"]["classify"]["signature"]["instructions"] == steps["classify"].instruction
+
+
+@pytest.fixture(scope="module")
+def compact_exhaustive():
+    return run(replay_pool("compact"), "exhaustive", fmt="compact")
+
+
+def test_a_replayed_local_model_takes_the_compact_regex_paths():
+    """Adapters dispatch on the engine's capabilities: a replay of a local model is the local model to them."""
+    from optimizer.adapters import CompactAdapter
+    from optimizer.models.base import LOCAL, REGEX_METADATA_KEY, capabilities_of
+    from programs.sentiment import Sentiment
+
+    pool, signature = replay_pool(), Sentiment().named_predictors()[0][1].signature
+    for model, delivery in (("local/smollm2-135m", "chat"), ("local/gemma3-270m", "raw")):
+        assert capabilities_of(pool.lm(model)) == LOCAL
+        kwargs, taken = CompactAdapter()._prepare(pool.lm(model), {}, signature)
+        assert taken == delivery and REGEX_METADATA_KEY in kwargs["metadata"]
+
+
+def test_compact_format_search_replays_and_finds_the_exhaustive_best(compact_exhaustive):
+    assert len({t.variant_key for t in compact_exhaustive.trials if t.stage == "minibatch"}) == 18
+    assert {s.format for t in compact_exhaustive.trials for s in t.steps.values()} == {"compact"}
+    result = run(replay_pool("compact"), "tpe", trials=30, fmt="compact")
+    assert result.chosen == compact_exhaustive.chosen and _best(result) == _best(compact_exhaustive)

@@ -12,7 +12,7 @@ from optuna.trial import TrialState
 from optimizer.accounting import BudgetExhausted
 from optimizer.errors import UsageError
 from optimizer.models import ModelPool
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import Budget, Caps, SearchSettings, SpaceSettings, compile
 from optimizer.search.session import Session
 from optimizer.search.storage import heartbeat, open_storage
 from programs.sentiment import TASK, Sentiment, metric
@@ -22,10 +22,9 @@ CHOICE = {"classify:model": optuna.distributions.CategoricalDistribution(["a", "
 
 
 def _session(study: optuna.Study) -> Session:
-    return Session(Sentiment(), trainset=[], valset=[], metric=metric, pool=ModelPool.default(),
-                   objectives=["quality"], budget=Budget(), seed=0, study=study, strategy="random", minibatch=1,
-                   promote_fraction=1.0, max_cost=None, max_p95=None, observer=None, num_threads=1,
-                   show_progress=False)
+    return Session(Sentiment(), valset=[], metric=metric, pool=ModelPool.default(), study=study, budget=Budget(),
+                   search=SearchSettings(strategy="random", objectives=("quality",), minibatch=1,
+                                         promote_fraction=1.0, num_threads=1), caps=Caps(), observer=None)
 
 
 def test_recover_keeps_a_beating_workers_trial_and_requeues_one_whose_heartbeat_stopped(tmp_path):
@@ -60,9 +59,10 @@ def test_recover_keeps_a_beating_workers_trial_and_requeues_one_whose_heartbeat_
 def _compile(storage: str, metric_fn=metric, **kw) -> object:
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
                    metric=metric_fn, models=replay_pool(), budget=Budget(**{"trials": 4, **kw.pop("budget", {})}),
-                   strategy="random", objectives=("quality",), proposer=None, teacher=None, minibatch=12,
-                   promote_fraction=1.0, seed=0, storage=storage, study_name="s", show_progress=False,
-                   formats=kw.pop("formats", ("json",)), **kw)
+                   search=SearchSettings(strategy="random", objectives=("quality",), minibatch=12,
+                                         promote_fraction=1.0, seed=0),
+                   space=SpaceSettings(formats=kw.pop("formats", ("json",)), proposer=None, teacher=None),
+                   storage=storage, study_name="s", show_progress=False, **kw)
 
 
 def test_a_trial_that_raises_is_failed_and_requeued_and_a_rerun_finishes_it(tmp_path):
@@ -97,8 +97,9 @@ def test_running_out_of_budget_while_building_the_space_stops_the_compile_and_st
     storage = f"sqlite:///{tmp_path / 's.db'}"
     with pytest.raises(BudgetExhausted, match="while building the search space"):
         compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
-                metric=metric, models=replay_pool(), budget=Budget(calls=3), objectives=("quality",),
-                proposer=None, teacher="first", seed=0, storage=storage, study_name="s", show_progress=False)
+                metric=metric, models=replay_pool(), budget=Budget(calls=3),
+                search=SearchSettings(objectives=("quality",)), space=SpaceSettings(proposer=None, teacher="first"),
+                storage=storage, study_name="s", show_progress=False)
     assert "space" not in optuna.load_study(study_name="s", storage=storage).user_attrs
 
 

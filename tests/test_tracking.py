@@ -19,8 +19,8 @@ from mlflow import MlflowClient
 from mlflow.artifacts import download_artifacts
 from mlflow.entities import Run
 
-from optimizer.search.compile import Budget, compile
-from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.records import CompileResult, TrialRecord
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 from optimizer.tracking import MlflowTracker
 from programs.sentiment import TASK, Sentiment, metric
 from tests.servers import free_port, wait_until_ready
@@ -53,7 +53,8 @@ class Recording(MlflowTracker):
 def tiny_compile(tracker: MlflowTracker, storage: str | None = None) -> CompileResult:
     # trials bounds the search when its LM calls are response-cache hits (they do not count as calls)
     return compile(Sentiment(), trainset=TASK.load("train", limit=20), valset=TASK.load("val", limit=12),
-                   testset=TASK.load("test", limit=6), metric=metric, minibatch=6, proposer=None, teacher=None,
+                   testset=TASK.load("test", limit=6), metric=metric, search=SearchSettings(minibatch=6),
+                   space=SpaceSettings(proposer=None, teacher=None),
                    budget=Budget(calls=80, trials=6), storage=storage, study_name="tracking-test",
                    program_ref=PROGRAM_REF, observer=tracker, show_progress=False)
 
@@ -135,8 +136,8 @@ def test_compile_on_server_logs_parent_children_params_metrics_artifacts(server,
     record = tracker.records[-1]
     child = next(c for c in children if c.data.tags["progopt.stage"] == record.stage
                  and c.data.params["variant_key"] == record.variant_key)
-    assert child.data.metrics[f"quality_{record.stage}"] == pytest.approx(record.summary["score"])
-    assert child.data.metrics["lm_calls"] == record.summary["lm_calls"]
+    assert child.data.metrics[f"quality_{record.stage}"] == pytest.approx(record.summary.score)
+    assert child.data.metrics["lm_calls"] == record.summary.lm_calls
     variant = json.loads(Path(client.download_artifacts(child.info.run_id, "variant.json", str(tmp_path))).read_text())
     assert variant["steps"] == {k: v.model_dump(mode="json") for k, v in record.steps.items()}
     front = json.loads(Path(client.download_artifacts(result.tracking_run_id, "front.json", str(tmp_path))).read_text())

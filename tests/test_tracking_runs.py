@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
-from optimizer.search.records import TrialRecord
+from optimizer.records import TrialRecord
 from optimizer.secrets import SecretDetector
 from optimizer.space.variant import StepChoice, StepConfig, Variant
 from optimizer.tracking import MlflowTracker, resolve_tracking_uri
@@ -112,3 +112,15 @@ def test_detector_masks_env_values_key_shapes_and_secret_named_keys():
     assert s.mask("short variant_key=abc123") == "short variant_key=abc123"
     assert s.mask_value({"password": "p", "nested": [{"token": 1}], "input_tokens": 3}) == {
         "password": "***", "nested": [{"token": "***"}], "input_tokens": 3}
+
+
+
+def test_best_full_keeps_each_variants_best_full_record_not_its_latest():
+    from optimizer.records import CompileResult
+
+    def full(score: float, number: int) -> TrialRecord:
+        base = record(stage="full")
+        return base.model_copy(update={"number": number, "summary": base.summary.model_copy(update={"score": score})})
+
+    result = CompileResult.model_construct(trials=[full(0.9, 1), full(0.5, 2)])
+    assert [r.summary.score for r in result.best_full().values()] == [0.9]

@@ -13,7 +13,7 @@ from mlflow import MlflowClient
 from pydantic import ValidationError
 
 from optimizer.models.spec import ModelSpec
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 from optimizer.tracking import MlflowTracker
 from programs.sentiment import TASK, Sentiment, metric
 
@@ -42,8 +42,9 @@ def test_planted_keys_reach_no_param_tag_artifact_or_log(tmp_path, monkeypatch, 
     train = [ex.copy(sentence=f"{ex.sentence} ({api_key} {token})") for ex in TASK.load("train", limit=20)]
     tracker = MlflowTracker(experiment="secrets", tags={
         "model_config": json.dumps({"model": "openai/gpt-4o-mini", "api_key": config_key})})
-    result = compile(Sentiment(), trainset=train, valset=TASK.load("val", limit=12), metric=metric, minibatch=6,
-                     proposer=None, teacher=None, budget=Budget(calls=40, trials=4),
+    result = compile(Sentiment(), trainset=train, valset=TASK.load("val", limit=12), metric=metric,
+                     search=SearchSettings(minibatch=6), space=SpaceSettings(proposer=None, teacher=None),
+                     budget=Budget(calls=40, trials=4),
                      program_ref=PROGRAM_REF, observer=tracker, show_progress=False)
     # An error message echoing a key (as provider authentication errors do).
     failing = MlflowTracker(experiment="secrets")

@@ -20,8 +20,7 @@ from typing import Any
 import dspy
 
 from optimizer.adapters.compact import codecs
-from optimizer.models.engine import REGEX_METADATA_KEY, LlamaEngine
-from optimizer.space.build import ADAPTERS
+from optimizer.models.base import REGEX_METADATA_KEY, capabilities_of
 
 Signature = type[dspy.Signature]
 
@@ -34,10 +33,11 @@ def reply_regex(signature: Signature) -> str:
 
 
 class ChatFormatAdapter(dspy.ChatAdapter):
-    """DSPy's ChatAdapter; on local (llama.cpp) models the reply is regex-constrained to its sections."""
+    """DSPy's ChatAdapter; on engines with the ``regex`` capability (local llama.cpp models) the reply is
+    regex-constrained to its sections."""
 
     def _constrain(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature) -> dict[str, Any]:
-        if not isinstance(getattr(lm, "engine", None), LlamaEngine):
+        if not capabilities_of(lm).regex:
             return lm_kwargs
         metadata = {**(lm_kwargs.get("metadata") or {}), REGEX_METADATA_KEY: reply_regex(signature)}
         return {**lm_kwargs, "metadata": metadata}
@@ -49,6 +49,3 @@ class ChatFormatAdapter(dspy.ChatAdapter):
     async def acall(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature,
                     demos: list[dict[str, Any]], inputs: dict[str, Any]) -> list[dict[str, Any]]:
         return await super().acall(lm, self._constrain(lm, lm_kwargs, signature), signature, demos, inputs)
-
-
-ADAPTERS["chat"] = ChatFormatAdapter

@@ -34,8 +34,7 @@ import pydantic
 from dspy.utils.exceptions import AdapterParseError
 
 from optimizer.adapters.fields import FieldCodec, FieldValueError, render_input
-from optimizer.models.engine import RAW_METADATA_KEY, REGEX_METADATA_KEY, LlamaEngine
-from optimizer.space.build import ADAPTERS
+from optimizer.models.base import RAW_METADATA_KEY, REGEX_METADATA_KEY, capabilities_of
 
 Signature = type[dspy.Signature]
 
@@ -130,11 +129,11 @@ class CompactAdapter(dspy.Adapter):
         self.chat_template = chat_template
 
     def _prepare(self, lm: Any, lm_kwargs: dict[str, Any], signature: Signature) -> tuple[dict[str, Any], Delivery]:
-        engine = getattr(lm, "engine", None)
-        if not isinstance(engine, LlamaEngine):
+        capabilities = capabilities_of(lm)
+        if not capabilities.regex:
             return {**lm_kwargs, "response_format": outputs_model(signature)}, "json"
         metadata = dict(lm_kwargs.get("metadata") or {})
-        if engine.spec.chat and self.chat_template:
+        if lm.engine.spec.chat and self.chat_template or not capabilities.raw_prompt:
             metadata[REGEX_METADATA_KEY] = output_regex(signature, first_prefix=True)
             return {**lm_kwargs, "metadata": metadata}, "chat"
         metadata.update({REGEX_METADATA_KEY: output_regex(signature), RAW_METADATA_KEY: True})
@@ -213,6 +212,3 @@ class CompactAdapter(dspy.Adapter):
         if missing:
             raise ValueError(f"missing output field(s) {missing}")
         return {name: codec.adapter.validate_python(obj[name]) for name, codec in codecs(signature).items()}
-
-
-ADAPTERS["compact"] = CompactAdapter

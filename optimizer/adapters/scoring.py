@@ -19,21 +19,23 @@ from __future__ import annotations
 import enum
 import itertools
 import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, get_origin
 
 import dspy
 
 from optimizer.adapters.compact import codecs, label, render_prompt
 from optimizer.adapters.fields import FieldCodec
-from optimizer.models.engine import RAW_METADATA_KEY, LlamaEngine
+from optimizer.models.base import RAW_METADATA_KEY, capabilities_of
 from optimizer.models.scoring import SCORE_METADATA_KEY
 from optimizer.models.spec import ModelSpec
-from optimizer.space.build import SCORERS
 
 Signature = type[dspy.Signature]
 # More label combinations than this are not scored (each is a continuation in one pass).
 MAX_LABEL_COMBINATIONS = 64
+SCORED_FORMATS = ("compact",)  # the formats with a scorer (:data:`SCORERS`)
 
 
 class ScoringUnsupported(ValueError):
@@ -80,8 +82,8 @@ def scoring_support(spec: ModelSpec, fmt: str) -> str | None:
     if spec.provider != "local":
         return (f"{spec.name} is an API model: label scoring needs the log-probs of given label continuations, "
                 "which LiteLLM providers do not return (only of generated tokens)")
-    if fmt not in SCORERS:
-        return f"the {fmt} format has no label scorer (scored formats: {', '.join(sorted(SCORERS))})"
+    if fmt not in SCORED_FORMATS:
+        return f"the {fmt} format has no label scorer (scored formats: {', '.join(SCORED_FORMATS)})"
     return None
 
 
@@ -101,10 +103,9 @@ def score_compact(lm: dspy.LM, signature: Signature, demos: list[Any],
     if labels is None:
         raise ScoringUnsupported(f"{signature.__name__}: every output must be a label (Literal, Enum, bool) "
                                  f"with at most {MAX_LABEL_COMBINATIONS} combinations to be scored")
-    engine = getattr(lm, "engine", None)
-    if not isinstance(engine, LlamaEngine):
+    if not capabilities_of(lm).label_scoring:
         raise ScoringUnsupported(f"model {getattr(lm, 'model', lm)!r} cannot score labels (not a local model)")
-    chat = engine.spec.chat
+    chat = lm.engine.spec.chat
     texts = [_compact_text(signature, combo, first_prefix=chat) for combo in labels.texts]
     metadata: dict[str, Any] = {SCORE_METADATA_KEY: texts}
     if not chat:
@@ -117,4 +118,12 @@ def score_compact(lm: dspy.LM, signature: Signature, demos: list[Any],
     return labels, [float(x) for x in logprobs]
 
 
-SCORERS["compact"] = score_compact
+SCORERS: Mapping[str, Callable[..., tuple[LabelSet, list[float]]]] = MappingProxyType({"compact": score_compact})
+
+
+def scorer_for(fmt: str) -> Callable[..., tuple[LabelSet, list[float]]]:
+    """The label scorer of the prompt format ``fmt`` (ValueError for a format that cannot score)."""
+    try:
+        return SCORERS[fmt]
+    except KeyError:
+        raise ValueError(f"the {fmt} format cannot score labels; known: {sorted(SCORERS)}") from None

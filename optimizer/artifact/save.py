@@ -24,7 +24,7 @@ from optimizer.artifact.signature import check_program, describe_step
 from optimizer.models.pool import ModelPool
 from optimizer.models.spec import ModelSpec
 from optimizer.outputs import write_atomic
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
 from optimizer.secrets import SecretDetector
 from optimizer.space.variant import StepConfig
 
@@ -159,9 +159,16 @@ def json_dumps(doc: dict[str, Any]) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
 
 
-def save_result(result: CompileResult, path: str | Path, *, program: dspy.Module, pool: ModelPool) -> Path:
-    """Save the variant a compile chose: its steps, its validation ("full", else baseline) and test metrics,
-    the compile's seed, dataset hashes and tracking run id. Refuses a program source changed since the compile."""
+def save_result(result: CompileResult, path: str | Path, *, program: dspy.Module | None = None,
+                pool: ModelPool | None = None) -> Path:
+    """Save the variant a compile chose (the one way to save a compile): its steps, its validation ("full",
+    else baseline) and test metrics, the compile's seed, dataset hashes and tracking run id. Refuses a program
+    source changed since the compile. ``program`` defaults to a fresh instance of the compiled program's
+    class, ``pool`` to the compile's own (``result.models``)."""
+    if program is None:
+        program = refs.resolve(result.program)()
+    if pool is None:
+        pool = ModelPool(result.models.values()) if result.models else ModelPool.default()
     current = refs.source_hash(result.program)
     if current != result.program_hash:
         raise ArtifactIntegrityError(path, "program.source_sha256", f"{result.program} changed since the compile "
@@ -176,6 +183,7 @@ def save_result(result: CompileResult, path: str | Path, *, program: dspy.Module
     except KeyError as exc:
         raise ArtifactError(path, "steps", str(exc)) from exc
     return save_artifact(path, program_ref=result.program, program=program, steps=steps, models=models,
-                         metrics={"validation": validation and validation.summary, "test": test and test.summary},
+                         metrics={"validation": validation and validation.summary.model_dump(),
+                                  "test": test and test.summary.model_dump()},
                          provenance={"tracking_run_id": result.tracking_run_id, "datasets": result.datasets,
                                      "seed": result.seed})

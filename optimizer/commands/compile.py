@@ -43,7 +43,7 @@ def _tracker(args: argparse.Namespace):  # noqa: ANN202 - an MlflowTracker, impo
 
 def run(args: argparse.Namespace) -> int:
     from optimizer.results import markdown_report, plot_front, print_report
-    from optimizer.search.compile import Budget, compile
+    from optimizer.search.compile import Budget, Caps, SearchSettings, SpaceSettings, compile
     from optimizer.tasks import resolve_task
 
     out = Path(args.out)
@@ -56,14 +56,16 @@ def run(args: argparse.Namespace) -> int:
     observer = _tracker(args) if args.tracking_uri != "none" else None
     url = args.storage or f"sqlite:///{out.with_suffix('.study.db')}"
     storage = _storage(url)
+    search = SearchSettings(strategy=args.strategy, objectives=tuple(args.objectives), seed=args.seed,
+                            minibatch=args.minibatch, num_threads=args.num_threads)
+    space = SpaceSettings(formats=tuple(args.formats), strategies=tuple(args.strategies),
+                          proposer=None if args.proposer == "none" else args.proposer,
+                          teacher=None if args.teacher == "none" else args.teacher)
     result = compile(
         task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool, testset=test,
-        budget=Budget(calls=args.budget, cost=args.budget_cost, seconds=args.budget_seconds), seed=args.seed,
-        storage=storage, study_name=args.study_name, strategy=args.strategy, objectives=args.objectives,
-        max_cost_per_example=args.max_cost, max_p95_latency_s=args.max_p95, formats=args.formats,
-        strategies=args.strategies, proposer=None if args.proposer == "none" else args.proposer,
-        teacher=None if args.teacher == "none" else args.teacher, minibatch=args.minibatch,
-        program_ref=args.program, observer=observer, num_threads=args.num_threads)
+        budget=Budget(calls=args.budget, cost=args.budget_cost, seconds=args.budget_seconds), search=search,
+        space=space, caps=Caps(max_cost_per_example=args.max_cost, max_p95_latency_s=args.max_p95),
+        storage=storage, study_name=args.study_name, program_ref=args.program, observer=observer)
     print_report(result)
     png = plot_front(result, out.with_suffix(".front.png"))
     result_path = out.with_suffix(".result.json")
@@ -79,6 +81,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from optimizer.search.settings import FORMATS, OBJECTIVE_NAMES, SAMPLERS, SearchSettings, SpaceSettings
+
+    search, space = SearchSettings(), SpaceSettings()
     p = sub.add_parser("compile", help="optimize a program; writes the chosen artifact, result JSON and front PNG")
     add_task_arguments(p)
     p.set_defaults(split="test")
@@ -89,19 +94,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=positive_int, default=1000, help="LM calls reaching a model (default 1000)")
     p.add_argument("--budget-cost", type=positive_float, help="US$ limit")
     p.add_argument("--budget-seconds", type=positive_float, help="wall-clock limit")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--strategy", default="tpe", choices=["tpe", "nsga2", "random", "coordinate", "exhaustive"])
-    p.add_argument("--objectives", nargs="+", default=["quality", "cost"], choices=["quality", "cost", "latency"])
+    p.add_argument("--seed", type=int, default=search.seed)
+    p.add_argument("--strategy", default=search.strategy, choices=SAMPLERS)
+    p.add_argument("--objectives", nargs="+", default=list(search.objectives), choices=OBJECTIVE_NAMES)
     p.add_argument("--max-cost", type=float, help="max US$ per example for the chosen variant")
     p.add_argument("--max-p95", type=float, help="max p95 latency (s) per example for the chosen variant")
-    p.add_argument("--formats", nargs="+", default=["json", "compact"], choices=["json", "chat", "compact"],
-                   help="prompt formats to search per step (default: json compact)")
-    p.add_argument("--strategies", nargs="+", type=strategy, default=["direct"],
+    p.add_argument("--formats", nargs="+", default=list(space.formats), choices=FORMATS,
+                   help=f"prompt formats to search per step (default: {' '.join(space.formats)})")
+    p.add_argument("--strategies", nargs="+", type=strategy, default=list(space.strategies),
                    help="direct, cot, scK (self-consistency, K >= 2), score, score-cc, score-bc (label scoring: "
                         "uncalibrated, contextual or batch calibration; label outputs, compact format, local models)")
-    p.add_argument("--proposer", default="first", help="pool model proposing instructions ('none' to skip)")
-    p.add_argument("--teacher", default="first", help="pool model bootstrapping demos ('none' to skip)")
-    p.add_argument("--minibatch", type=positive_int, default=16, help="validation examples for screening")
+    p.add_argument("--proposer", default=space.proposer, help="pool model proposing instructions ('none' to skip)")
+    p.add_argument("--teacher", default=space.teacher, help="pool model bootstrapping demos ('none' to skip)")
+    p.add_argument("--minibatch", type=positive_int, default=search.minibatch,
+                   help="validation examples for screening")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite next to --out)")
     p.add_argument("--study-name", help="resume/continue this study (default: derived from program and data)")
     p.add_argument("--tracking-uri", default=None,

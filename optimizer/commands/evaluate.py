@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
         summaries[name] = ev.summary()
     print_table(evaluation_table(f"{args.program} on {len(examples)} examples", summaries))
     if args.json:
-        write_atomic(Path(args.json), json.dumps(summaries, indent=2))
+        write_atomic(Path(args.json), json.dumps({k: v.model_dump() for k, v in summaries.items()}, indent=2))
     return 0
 
 

@@ -7,13 +7,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from dspy.clients.engines.base import validate_request
-from dspy.lm15 import Request, Response, response_to_events
+from dspy.lm15 import Request
 
-from optimizer.accounting import METER
+from optimizer.models.base import Engine, Generation
 from optimizer.models.prompt import chat_messages
-from optimizer.models.response import finish_call
-from optimizer.models.spec import ModelSpec
 
 TIMEOUT_S = 120
 
@@ -34,20 +31,12 @@ def _dialect(response_format: dict[str, Any], style: str) -> dict[str, Any]:
     return {"type": "json_schema", "json_schema": nested}
 
 
-class ApiEngine:
+class ApiEngine(Engine):
     """One ``litellm.completion`` per request."""
 
-    supports_response_schema = True
-    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
-
-    def __init__(self, spec: ModelSpec):
-        self.spec = spec
-
-    def complete(self, request: Request) -> Response:
+    def generate(self, request: Request) -> Generation:
         import litellm
 
-        validate_request(request)
-        METER.reserve(self.spec.name)
         cfg = request.config
         body: dict[str, Any] = {
             "model": self.spec.name, "messages": chat_messages(request), "timeout": TIMEOUT_S,
@@ -70,18 +59,4 @@ class ApiEngine:
         finish = "length" if choice.finish_reason == "length" else "stop"
         tokens_in = getattr(reply.usage, "prompt_tokens", 0) or 0
         tokens_out = getattr(reply.usage, "completion_tokens", 0) or 0
-        return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
-                           latency=latency)
-
-    def stream(self, request: Request):
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        """LiteLLM owns its connections."""
-
-    def dump_state(self) -> dict[str, Any]:
-        return self.spec.model_dump()
-
-    @classmethod
-    def load_state(cls, state: dict[str, Any]) -> ApiEngine:
-        return cls(ModelSpec(**state))
+        return Generation(text, finish, tokens_in, tokens_out, latency)

@@ -10,20 +10,13 @@ import json
 import time
 from typing import Any
 
-from dspy.clients.engines.base import validate_request
-from dspy.lm15 import Request, Response, response_to_events
+from dspy.lm15 import Request
 
-from optimizer.accounting import METER, current_step
+from optimizer.accounting import current_step
 from optimizer.models import decode, local, scoring
+from optimizer.models.base import LOCAL, RAW_METADATA_KEY, REGEX_METADATA_KEY, Engine, Generation
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
-from optimizer.models.response import finish_call
-from optimizer.models.spec import ModelSpec
-
-REGEX_METADATA_KEY = "progopt_regex"  # carried in request metadata: lm15 has no regex response_format
-# Metadata flag: the messages' text, concatenated as is, is the whole prompt (no chat template, no
-# separators), so a completion-style prompt can end mid-line, at an output field's prefix.
-RAW_METADATA_KEY = "progopt_raw"
 
 
 def _metadata(request: Request) -> dict[str, Any]:
@@ -38,18 +31,12 @@ def constraint_of(request: Request) -> Constraint | None:
     return Constraint.from_response_format(request.config.response_format)
 
 
-class LlamaEngine:
+class LlamaEngine(Engine):
     """One synchronous llama.cpp completion per request; JSON Schema or regex constrained when asked."""
 
-    supports_response_schema = True
-    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
+    capabilities = LOCAL
 
-    def __init__(self, spec: ModelSpec):
-        self.spec = spec
-
-    def complete(self, request: Request) -> Response:
-        validate_request(request)
-        METER.reserve(self.spec.name)
+    def generate(self, request: Request) -> Generation:
         model = local.load(self.spec, slot=current_step())
         cfg = request.config
         constraint = constraint_of(request)
@@ -64,15 +51,12 @@ class LlamaEngine:
             started = time.perf_counter()
             if scoring.SCORE_METADATA_KEY in _metadata(request):
                 text, finish, tokens_in, tokens_out = self._score(model, request)
-                compiled = False
             elif constraint is None:
                 text, finish, tokens_in, tokens_out = self._unconstrained(model, request, kwargs)
-                compiled = False
             else:
-                text, finish, tokens_in, tokens_out, compiled = self._constrained(model, request, constraint, kwargs)
+                text, finish, tokens_in, tokens_out = self._constrained(model, request, constraint, kwargs)
             latency = time.perf_counter() - started
-        return finish_call(self.spec, request, text, finish=finish, tokens_in=tokens_in, tokens_out=tokens_out,
-                           latency=latency, compiled=compiled)
+        return Generation(text, finish, tokens_in, tokens_out, latency)
 
     def _prompt_tokens(self, model: local.LocalModel, request: Request) -> tuple[list[int], list[str]]:
         """The prompt tokens llama-cpp-python would build for ``request``, and the chat template's stops."""
@@ -84,14 +68,14 @@ class LlamaEngine:
         return decode.prompt_tokens(llm, completion_prompt(request)), []
 
     def _constrained(self, model: local.LocalModel, request: Request, constraint: Constraint,
-                     kwargs: dict[str, Any]) -> tuple[str, str, int, int, bool]:
+                     kwargs: dict[str, Any]) -> tuple[str, str, int, int]:
         """Our decoding loop (forced-token fast-forward), with the prompt llama-cpp-python would build."""
         llm = model.llm
-        index, forced, compiled = model.compiler.index(constraint)
+        index, forced, _ = model.compiler.index(constraint)
         tokens, template_stop = self._prompt_tokens(model, request)
         stop = (kwargs.pop("stop") or []) + template_stop
         out = decode.complete(llm, tokens, decode.GuidedMask(index, forced, llm.n_vocab()), stop=stop, **kwargs)
-        return out.text, out.finish, out.prompt_tokens, out.completion_tokens, compiled
+        return out.text, out.finish, out.prompt_tokens, out.completion_tokens
 
     def _score(self, model: local.LocalModel, request: Request) -> tuple[str, str, int, int]:
         """Label scoring (:mod:`optimizer.models.scoring`): the reply is the JSON list of each requested
@@ -117,16 +101,3 @@ class LlamaEngine:
         finish = "length" if out["choices"][0].get("finish_reason") == "length" else "stop"
         usage = out.get("usage") or {}
         return text, finish, usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
-
-    def stream(self, request: Request):
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        """The shared model outlives any one engine: nothing to close."""
-
-    def dump_state(self) -> dict[str, Any]:
-        return self.spec.model_dump()
-
-    @classmethod
-    def load_state(cls, state: dict[str, Any]) -> LlamaEngine:
-        return cls(ModelSpec(**state))

@@ -21,7 +21,7 @@ from typing import Any
 
 from dspy.lm15 import Message, Request, Response
 
-from optimizer.accounting import METER, amend_engine_call
+from optimizer.accounting import amend_engine_call, reserve_call
 from optimizer.models.retry import RateLimited, Resilient, RetryPolicy
 
 KINDS = ("timeout", "exception", "rate_limit", "server_error", "empty", "truncated", "slow")
@@ -70,7 +70,7 @@ class Faulty:
                 time.sleep(self.plan.slow_s)
             response = super().complete(request)  # type: ignore[misc]
             return response if kind in (None, "slow") else _spoiled(response, kind)
-        METER.reserve(self.spec.name)  # type: ignore[attr-defined]
+        reserve_call()
         if kind == "timeout":
             time.sleep(self.plan.hang_s)
             raise TimeoutError("injected: the model did not answer")

@@ -13,7 +13,7 @@ from typing import Any
 
 import dspy
 
-from optimizer.models.spec import EMBEDDED_SPECS, REGISTERED, ModelSpec
+from optimizer.models.spec import EMBEDDED_SPECS, ModelSpec
 
 
 class ModelPool:
@@ -62,7 +62,6 @@ class ModelPool:
         with self._lock:
             if name not in self._lms:
                 spec = self[name]
-                REGISTERED[name] = spec
                 if self._engine_for is not None:
                     engine = self._engine_for(spec)
                 elif spec.provider == "local":

@@ -2,7 +2,8 @@
 
 ``RecordingEngine`` wraps a real engine and stores each output by request digest; ``ReplayEngine``
 answers from such a recording and fails loudly on a request it has not seen. Both count calls through
-the same accounting as real engines, so budgets behave identically."""
+the same accounting as real engines, so budgets behave identically, and declare the capabilities of the
+engine that recorded, so adapters take the same path (a local model's regex path too)."""
 
 from __future__ import annotations
 
@@ -14,9 +15,8 @@ from typing import Any
 
 from dspy.lm15 import Request, Response, response_to_events
 
-from optimizer.accounting import METER
+from optimizer.models.base import API, LOCAL, Capabilities, Engine, Generation
 from optimizer.models.prompt import chat_messages
-from optimizer.models.response import finish_call
 from optimizer.models.spec import ModelSpec
 
 
@@ -29,39 +29,36 @@ def request_digest(request: Request) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-class ReplayEngine:
-    """Answers from a recording ``{digest: {"text", "input_tokens", "output_tokens", "latency_s"}}``."""
+class ReplayEngine(Engine):
+    """Answers from a recording ``{digest: {"text", "input_tokens", "output_tokens", "latency_s"}}``.
 
-    supports_response_schema = True
-    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"})
+    It stands in for the engine that recorded: ``capabilities`` default to the real engine's for the spec's
+    provider (a local model's regex and raw-prompt paths included), so adapters send the same requests."""
 
-    def __init__(self, spec: ModelSpec, recording: dict[str, dict[str, Any]]):
-        self.spec, self.recording = spec, recording
+    def __init__(self, spec: ModelSpec, recording: dict[str, dict[str, Any]],
+                 capabilities: Capabilities | None = None):
+        super().__init__(spec)
+        self.recording = recording
+        self.capabilities = capabilities or (LOCAL if spec.provider == "local" else API)  # type: ignore[misc]
 
-    def complete(self, request: Request) -> Response:
-        METER.reserve(self.spec.name)
+    def generate(self, request: Request) -> Generation:
         digest = request_digest(request)
         if digest not in self.recording:
             raise KeyError(f"no recorded output for this {self.spec.name} request ({digest[:12]}); re-record")
         rec = self.recording[digest]
-        return finish_call(self.spec, request, rec["text"], finish="stop", tokens_in=rec["input_tokens"],
-                           tokens_out=rec["output_tokens"], latency=rec["latency_s"])
-
-    def stream(self, request: Request):
-        return response_to_events(self.complete(request))
-
-    def close(self) -> None:
-        """Nothing to release."""
+        return Generation(rec["text"], "stop", rec["input_tokens"], rec["output_tokens"], rec["latency_s"])
 
 
 class RecordingEngine:
-    """Passes requests to ``inner`` and records each output into ``recording`` (shared, thread-safe)."""
+    """Passes requests to ``inner`` and records each output into ``recording`` (shared, thread-safe).
+    A wrapper: the inner engine counts the call; its spec and capabilities are forwarded."""
 
     supports_response_schema = True
-    supported_params = ReplayEngine.supported_params
+    supported_params = Engine.supported_params
 
-    def __init__(self, inner: Any, recording: dict[str, dict[str, Any]]):
+    def __init__(self, inner: Engine, recording: dict[str, dict[str, Any]]):
         self.inner, self.recording, self._lock = inner, recording, threading.Lock()
+        self.spec, self.capabilities = inner.spec, inner.capabilities
 
     def complete(self, request: Request) -> Response:
         response = self.inner.complete(request)
@@ -72,7 +69,7 @@ class RecordingEngine:
                 "latency_s": (response.provider_data or {}).get("latency_s", 0.0)}
         return response
 
-    def stream(self, request: Request):
+    def stream(self, request: Request) -> Any:
         return response_to_events(self.complete(request))
 
     def close(self) -> None:

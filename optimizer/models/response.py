@@ -12,9 +12,9 @@ from optimizer.models.spec import ModelSpec
 
 
 def finish_call(spec: ModelSpec, request: Request, text: str, *, finish: str, tokens_in: int, tokens_out: int,
-                latency: float, compiled: bool = False) -> Response:
+                latency: float) -> Response:
     """Report the call to the accounting and build the engine's Response."""
-    report_engine_call(spec, tokens_in, tokens_out, latency, finish, text, compiled=compiled)
+    report_engine_call(spec, tokens_in, tokens_out, latency, finish, text)
     return Response(id=None, model=request.model, message=Message.assistant(text), finish_reason=finish,  # type: ignore[arg-type]
                     usage=Usage(input_tokens=tokens_in, output_tokens=tokens_out),
                     provider_data={"latency_s": latency, "finish_reason": finish})

@@ -11,7 +11,7 @@
 - 401/403/404 (rejected key, unknown model) raise :class:`~optimizer.accounting.ModelUnavailable`, which
   stops the evaluation or compile instead of spending the budget on every example;
 - anything else (and the last attempt's failure) is raised: the example fails and is counted as such;
-- every attempt goes through the engine's own ``METER.reserve``, so retries spend the budget and end with
+- every attempt goes through the engine's own ``reserve_call``, so retries spend the budget and end with
   :class:`~optimizer.accounting.BudgetExhausted` when it is spent.
 """
 

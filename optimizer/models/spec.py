@@ -56,9 +56,6 @@ SMOLLM2 = ModelSpec(name="local/smollm2-135m", provider="local", gguf="smollm2",
 GEMMA3 = ModelSpec(name="local/gemma3-270m", provider="local", gguf="gemma3", chat=False, params_b=0.270)
 EMBEDDED_SPECS = {spec.name: spec for spec in (SMOLLM2, GEMMA3)}
 
-# Every spec a pool has built an LM for, by model string: lets accounting price cache hits.
-REGISTERED: dict[str, ModelSpec] = dict(EMBEDDED_SPECS)
-
 
 def known_model_name(text: str) -> str:
     """``text`` if it is an embedded model or a LiteLLM ``provider/model`` string whose provider LiteLLM knows

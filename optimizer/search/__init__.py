@@ -1,5 +1,5 @@
 """The search: study setup, strategies, budget, and the records a compile produces."""
 
-from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.records import CompileResult, TrialRecord
 
 __all__ = ["CompileResult", "TrialRecord"]

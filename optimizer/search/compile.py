@@ -10,55 +10,43 @@ from collections.abc import Callable, Sequence
 
 import dspy
 import optuna
-from optuna.trial import TrialState
 
-from optimizer.accounting import METER, BudgetExhausted
+from optimizer.accounting import BudgetExhausted
 from optimizer.data import dataset_hash
 from optimizer.models import ModelPool
 from optimizer.progress import progress_bar
+from optimizer.records import CompileObserver, CompileResult, TrialRecord
 from optimizer.results import OBJECTIVES, choose, pareto_front
-from optimizer.search.records import CompileObserver, CompileResult, TrialRecord
-from optimizer.search.session import Budget, Session
+from optimizer.search.session import Session
+from optimizer.search.settings import Budget, Caps, SearchSettings, SpaceSettings
 from optimizer.search.space_builder import build_space
 from optimizer.search.storage import as_storage
-from optimizer.space.variant import Format, SearchSpace
+from optimizer.space.variant import SearchSpace
 
-optuna.logging.set_verbosity(optuna.logging.WARNING)
-
-__all__ = ["Budget", "compile"]
-
-# Searched by default: DSPy's JSON format and the compact one. On SST-2 at 600 calls, compiles searching
-# both chose compact and matched or beat every single-format compile (experiments/results/format-choice-*).
-DEFAULT_FORMATS: tuple[Format, ...] = ("json", "compact")
-
+__all__ = ["Budget", "Caps", "SearchSettings", "SpaceSettings", "compile"]
 
 def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
             metric: Callable, budget: Budget, models: ModelPool | Sequence[str] | None = None,
-            objectives: Sequence[str] = ("quality", "cost"), seed: int = 0,
-            storage: str | optuna.storages.BaseStorage | None = None,
-            study_name: str | None = None, strategy: str = "tpe", testset: Sequence[dspy.Example] | None = None,
-            max_cost_per_example: float | None = None, max_p95_latency_s: float | None = None,
-            formats: Sequence[Format] = DEFAULT_FORMATS, strategies: Sequence[str] = ("direct",),
-            proposer: str | None = "first", teacher: str | None = "first", minibatch: int = 16,
-            promote_fraction: float = 1 / 3, program_ref: str | None = None, observer: CompileObserver | None = None,
-            num_threads: int = 8, show_progress: bool = True) -> CompileResult:
-    """Search each step's instruction, demos, model, strategy and format; return every evaluated variant,
-    the validation Pareto front over ``objectives`` and the chosen variant (highest validation quality
-    within ``max_cost_per_example`` / ``max_p95_latency_s``). The input program is never mutated.
+            search: SearchSettings | None = None, space: SpaceSettings | None = None, caps: Caps | None = None,
+            testset: Sequence[dspy.Example] | None = None, storage: str | optuna.storages.BaseStorage | None = None,
+            study_name: str | None = None, program_ref: str | None = None, observer: CompileObserver | None = None,
+            show_progress: bool = True) -> CompileResult:
+    """Search each step's instruction, demos, model, strategy and format (``space``) with ``search``; return
+    every evaluated variant, the validation Pareto front over ``search.objectives`` and the chosen variant
+    (highest validation quality within ``caps``); None takes each value object's defaults. The input
+    program is never mutated.
 
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///study.db`` or PostgreSQL) makes the compile
     resumable: run it again with the same storage and study name and it continues where it stopped.
-    ``proposer``/``teacher``: pool members that propose instructions and bootstrap demos ("first" is the
-    first pool model, None disables). ``num_threads``: examples evaluated concurrently for a variant whose
-    every step runs on an API model (local models serve one call at a time, in KV-prefix order).
     The test split, if given, is used only for the final report."""
+    search, space, caps = search or SearchSettings(), space or SpaceSettings(), caps or Caps()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     pool = models if isinstance(models, ModelPool) else (
         ModelPool.from_names(models) if models else ModelPool.default())
-    unknown = [o for o in objectives if o not in OBJECTIVES]
-    if unknown or objectives[0] != "quality":
-        raise ValueError(f"objectives must start with 'quality' and use {sorted(OBJECTIVES)}; got {objectives}")
-    proposer = pool.names[0] if proposer == "first" else proposer
-    teacher = pool.names[0] if teacher == "first" else teacher
+    objectives, seed = search.objectives, search.seed
+    proposer = pool.names[0] if space.proposer == "first" else space.proposer
+    teacher = pool.names[0] if space.teacher == "first" else space.teacher
+    strategies, formats = space.strategies, space.formats
     datasets = {"train": dataset_hash(trainset), "val": dataset_hash(valset)}
     if testset is not None:
         datasets["test"] = dataset_hash(testset)
@@ -66,35 +54,28 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     name = study_name or f"progopt-{type(program).__name__}-seed{seed}-{datasets['val'][:8]}"
     study = optuna.create_study(study_name=name, storage=as_storage(storage), load_if_exists=True,
                                 directions=["maximize" if OBJECTIVES[o][1] > 0 else "minimize" for o in objectives])
-    session = Session(program, trainset=trainset, valset=valset, metric=metric, pool=pool, objectives=objectives,
-                       budget=budget, seed=seed, study=study, strategy=strategy, minibatch=minibatch,
-                       promote_fraction=promote_fraction, max_cost=max_cost_per_example,
-                       max_p95=max_p95_latency_s, observer=observer, num_threads=num_threads,
-                       show_progress=show_progress)
+    session = Session(program, trainset=trainset, valset=valset, metric=metric, pool=pool, study=study,
+                      budget=budget, search=search, caps=caps, observer=observer)
     run_id = observer.start(study_name=name, program=ref, seed=seed, budget=budget.model_dump(),
                             datasets=datasets) if observer else None
-    METER.refreshers.append(session._refresh)
-    METER.listeners.append(session._save_spent)
     try:
         session.recover()
         with session.limited(), progress_bar("compiling (LM calls)", budget.calls or 0, show_progress) as advance:
             session.advance = advance
             try:
-                space = session.space(lambda: build_space(
+                built = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
                     teacher=teacher, strategies=strategies, formats=formats),
                     models=pool.names, strategies=strategies, formats=formats)
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
-            session.search(space)
+            session.search(built)
         session.advance = lambda **_: None  # the bar is closed
-        result = _result(session, space, ref, datasets, testset, run_id)
+        result = _result(session, built, ref, datasets, testset, run_id)
     except BaseException as exc:
         if observer is not None:
             observer.fail(exc)
         raise
-    finally:
-        session.detach()
     if observer is not None:
         observer.finish(result)
     return result
@@ -104,10 +85,8 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
             testset: Sequence[dspy.Example] | None, run_id: str | None) -> CompileResult:
     from optimizer.refs import source_hash
 
-    study = session.study
-    trials = [TrialRecord.model_validate_json(t.user_attrs["record"])
-              for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
-    full = session.full_records()
+    trials = session.store.minibatch_records()
+    full = session.store.full_records()
     trials += sorted(full.values(), key=lambda r: r.number)
     baselines = [r for r in full.values() if r.label and r.label.startswith("baseline")]
     candidates = list(full.values()) or [t for t in trials if t.stage == "minibatch"]
@@ -116,8 +95,7 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
     front = pareto_front(candidates, session.objectives)
     chosen = choose(candidates, max_cost=session.max_cost, max_p95=session.max_p95)
     spent = session.spent()  # the test report below is not part of the compile's spending
-    session._save_spent()
-    session.detach()
+    session.save_spent()
     test: list[TrialRecord] = []
     if testset is not None:
         report = {r.variant_key: r for r in [*front, *baselines, chosen]}

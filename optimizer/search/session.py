@@ -22,18 +22,19 @@ import dspy
 import numpy as np
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
-from optuna.trial import FrozenTrial, TrialState
-from pydantic import BaseModel
+from optuna.trial import TrialState
 
-from optimizer.accounting import METER, BudgetExhausted
+from optimizer.accounting import BudgetExhausted, EngineMeter, active_meter, metered
 from optimizer.errors import UsageError
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
+from optimizer.records import CompileObserver, Stage, TrialRecord
 from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
 from optimizer.search.calibrate import calibrate_steps, unscorable
-from optimizer.search.records import CompileObserver, Stage, TrialRecord
+from optimizer.search.settings import Budget, Caps, SearchSettings
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
 from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
+from optimizer.search.study_store import WORKER, Spent, StudyStore, label
 from optimizer.space.build import build_program
 from optimizer.space.variant import SearchSpace, StepChoice, Variant, is_scoring
 
@@ -43,24 +44,6 @@ MAX_REPEATS_IN_A_ROW = 10
 # Stop after this many consecutive proposals the search must skip (label scoring on a model or format
 # that cannot score): they are free, so only this ends a search whose sampler keeps proposing them.
 MAX_SKIPS_IN_A_ROW = 100
-SPENT_PREFIX = "spent:"  # study user attribute per worker session: its calls, cost, seconds
-FULL_PREFIX = "full:"  # study user attribute per promoted variant: its full-validation TrialRecord
-LIVE = (TrialState.RUNNING, TrialState.COMPLETE)
-
-
-class Budget(BaseModel):
-    """Limits on the whole compile (candidates, bootstrapping, proposals, evaluation); None = no limit."""
-
-    calls: int | None = None
-    cost: float | None = None
-    seconds: float | None = None
-    trials: int | None = None
-
-
-class Spent(BaseModel):
-    calls: int = 0
-    cost: float = 0.0
-    seconds: float = 0.0
 
 
 def baseline_variant(space: SearchSpace, model: str) -> Variant:
@@ -80,71 +63,63 @@ class Session:
     """One run of a (possibly resumed) compile against one Optuna study."""
 
     def __init__(self, program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
-                 metric: Callable, pool: ModelPool, objectives: Sequence[str], budget: Budget, seed: int,
-                 study: optuna.Study, strategy: str, minibatch: int, promote_fraction: float,
-                 max_cost: float | None, max_p95: float | None, observer: CompileObserver | None,
-                 num_threads: int, show_progress: bool):
+                 metric: Callable, pool: ModelPool, study: optuna.Study, budget: Budget, search: SearchSettings,
+                 caps: Caps, observer: CompileObserver | None):
         self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
-        self.objectives, self.budget, self.seed, self.study = list(objectives), budget, seed, study
-        self.strategy = make_strategy(strategy)
-        self.minibatch, self.promote_fraction = valset[:minibatch], promote_fraction
-        self.max_cost, self.max_p95, self.observer, self.show_progress = max_cost, max_p95, observer, show_progress
-        self.num_threads = num_threads
+        self.objectives, self.budget, self.seed, self.study = list(search.objectives), budget, search.seed, study
+        self.strategy = make_strategy(search.strategy)
+        self.minibatch, self.promote_fraction = valset[:search.minibatch], search.promote_fraction
+        self.max_cost, self.max_p95, self.observer = caps.max_cost_per_example, caps.max_p95_latency_s, observer
+        self.num_threads = search.num_threads
         self.repeats = self.skips = 0
         self._inherited: set[int] = set()  # RUNNING when this run started (see recover)
         self.advance: Callable[..., None] = lambda **_: None  # the progress bar, once compile() opens one
         self.status = "building candidates (instructions, demos)"
-        self._key = f"{SPENT_PREFIX}{uuid.uuid4().hex[:12]}"  # this process's spending, one key per worker
-        self._m0, self._c0, self._t0 = METER.calls, METER.cost, time.monotonic()
+        self.store = StudyStore(study, uuid.uuid4().hex[:12])  # this worker session's key in the study
+        self._others = Spent()  # what the other workers had spent at the last read (see before_call)
+        # This run's own meter (see limited()); it also counts in the meter active now (a sweep cell's, say).
+        self.meter = EngineMeter(hooks=(self,), parent=active_meter())
+        self._t0 = time.monotonic()
 
     def _own(self) -> Spent:
-        return Spent(calls=METER.calls - self._m0, cost=METER.cost - self._c0, seconds=time.monotonic() - self._t0)
-
-    def _others(self) -> Spent:
-        """What earlier runs and concurrent workers of this study spent (read from the storage)."""
-        rows = [Spent(**v) for k, v in self.study.user_attrs.items() if k.startswith(SPENT_PREFIX) and k != self._key]
-        return Spent(calls=sum(r.calls for r in rows), cost=sum(r.cost for r in rows),
-                     seconds=sum(r.seconds for r in rows))
+        return Spent(calls=self.meter.calls, cost=self.meter.cost, seconds=time.monotonic() - self._t0)
 
     def spent(self) -> Spent:
         """The whole study's spending: every run and worker (seconds are summed over workers)."""
-        own, others = self._own(), self._others()
-        return Spent(calls=own.calls + others.calls, cost=own.cost + others.cost, seconds=own.seconds + others.seconds)
+        self._others = self.store.others_spent()
+        return self._own() + self._others
 
-    def _refresh(self) -> None:
-        """Before each call: lower this worker's limits by what the other workers have spent so far."""
-        if METER.max_calls is not None or METER.max_cost is not None or METER.deadline is not None:
-            METER.max_calls, METER.max_cost, METER.deadline = self._limits()
+    def before_call(self, meter: EngineMeter) -> None:
+        """Meter hook, before each call: lower this worker's limits by what the other workers spent so far
+        (one read of the study's attributes; none when the budget has no limit)."""
+        if self.budget.calls is not None or self.budget.cost is not None or self.budget.seconds is not None:
+            meter.set_limits(*self._limits())
 
-    def _save_spent(self) -> None:
-        """After each call is counted (and after each trial): persist this worker's spending, so a kill
-        loses none and the other workers deduct it, and update the progress bar."""
+    def counted(self, meter: EngineMeter) -> None:
+        """Meter hook, after each call is counted: :meth:`save_spent`."""
+        self.save_spent()
+
+    def save_spent(self) -> None:
+        """Persist this worker's spending (after each counted call and each trial; one write, no read), so a
+        kill loses none and the other workers deduct it, and update the progress bar."""
         own = self._own()
-        self.study.set_user_attr(self._key, own.model_dump())
-        self.advance(completed=own.calls + self._others().calls, status=self.status)
+        self.store.save_spent(own)
+        self.advance(completed=own.calls + self._others.calls, status=self.status)
 
-    def detach(self) -> None:
-        """Stop following the meter (compile() attaches :meth:`_refresh` and :meth:`_save_spent`)."""
-        for hooks, hook in ((METER.refreshers, self._refresh), (METER.listeners, self._save_spent)):
-            if hook in hooks:
-                hooks.remove(hook)
-
-    def _limits(self, others: Spent | None = None) -> tuple[int | None, float | None, float | None]:
+    def _limits(self) -> tuple[int | None, float | None, float | None]:
         """The meter's (max calls, max cost, deadline) for this worker given what the others spent."""
-        b, others = self.budget, others or self._others()
-        return (None if b.calls is None else self._m0 + max(b.calls - others.calls, 0),
-                None if b.cost is None else self._c0 + max(b.cost - others.cost, 0.0),
+        self._others = self.store.others_spent()
+        b, others = self.budget, self._others
+        return (None if b.calls is None else max(b.calls - others.calls, 0),
+                None if b.cost is None else max(b.cost - others.cost, 0.0),
                 None if b.seconds is None else self._t0 + max(b.seconds - others.seconds, 0.0))
 
     @contextmanager
     def limited(self) -> Iterator[None]:
-        """The block runs under the study's remaining budget."""
-        saved = (METER.max_calls, METER.max_cost, METER.deadline)
-        METER.max_calls, METER.max_cost, METER.deadline = self._limits()
-        try:
+        """The block's model calls count against this run's meter, under the study's remaining budget."""
+        self.meter.set_limits(*self._limits())
+        with metered(self.meter):
             yield
-        finally:
-            METER.max_calls, METER.max_cost, METER.deadline = saved
 
     def space(self, build: Callable[[], SearchSpace], *, models: Sequence[str], strategies: Sequence[str],
               formats: Sequence[str]) -> SearchSpace:
@@ -154,12 +129,8 @@ class Session:
         a rerun with other options never silently searches the old space). Budget exhaustion during the
         build propagates and nothing is stored. Workers that build concurrently build the same space (the
         build is seeded); each then uses whatever the storage holds."""
-        stored = self.study.user_attrs.get("space")
-        if stored is None:
-            self.study.set_user_attr("space", build().model_dump_json())
-            self._save_spent()
-            stored = self.study.user_attrs["space"]
-        space = SearchSpace.model_validate_json(stored)
+        space = self.store.space(build)
+        self.save_spent()
         asked = {"models": list(models), "strategies": list(strategies), "formats": list(formats)}
         has = {"models": space.models, "strategies": space.strategies, "formats": space.formats}
         if asked != has:
@@ -186,7 +157,7 @@ class Session:
         trials left, so :meth:`search` can wait for them to finish or go stale before it ends."""
         if heartbeats(self.study):
             fail_stale_trials(self.study)
-        self._inherited = {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+        self._inherited = self.store.running_numbers()
 
     def _abandon(self, trial: optuna.Trial) -> None:
         """Fail a trial this process cannot finish and queue its params and attributes again."""
@@ -195,31 +166,19 @@ class Session:
             self.study.tell(trial, state=TrialState.FAIL)
             RetryHeartbeatStaleTrialCallback()(self.study, frozen)
 
-    def full_records(self) -> dict[str, TrialRecord]:
-        return {k[len(FULL_PREFIX):]: TrialRecord.model_validate_json(v) for k, v in self.study.user_attrs.items()
-                if k.startswith(FULL_PREFIX)}
-
-    def _earlier(self, number: int, match: Callable[[FrozenTrial], bool]) -> FrozenTrial | None:
-        """An earlier-numbered RUNNING or COMPLETE trial satisfying ``match`` (it owns the work)."""
-        return next((t for t in self.study.get_trials(deepcopy=False, states=LIVE)
-                     if t.number < number and match(t)), None)
-
     def _promote(self, trial: optuna.Trial, record: TrialRecord, space: SearchSpace) -> None:
         """Asynchronous successive halving: variants in the top fraction of minibatch scores so far (and
         every baseline) are evaluated on the whole validation set, once (by the earliest such trial)."""
-        key = f"{FULL_PREFIX}{record.variant_key}"
-        if key in self.study.user_attrs:
+        if self.store.promoted(record.variant_key):
             return
-        scores = [t.values[0] for t in self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
+        scores = [t.values[0] for t in self.store.completed()]
         threshold = float(np.quantile(scores, 1 - self.promote_fraction)) if scores else 0.0
-        if record.label is None and (record.summary["score"] < threshold or
+        if record.label is None and (record.summary.score < threshold or
                                      not feasible(record, self.max_cost, self.max_p95)):
             return
-        if self._earlier(trial.number, lambda t: t.user_attrs.get("promoting") == record.variant_key):
-            return
-        trial.set_user_attr("promoting", record.variant_key)
-        full = self.evaluate(record.variant, space, self.valset, "full", record.number, record.label)
-        self.study.set_user_attr(key, full.model_dump_json())
+        if self.store.claim_promotion(trial, record.variant_key):
+            self.store.store_full(self.evaluate(record.variant, space, self.valset, "full", record.number,
+                                                record.label))
 
     def _trial(self, space: SearchSpace, propose: bool = True) -> bool:
         """Run one trial under a heartbeat (the strategy's proposal, or with ``propose=False`` a queued one);
@@ -228,8 +187,7 @@ class Session:
             fail_stale_trials(self.study)
         self.study.sampler = self.strategy.sampler(self.seed + len(self.study.trials), len(self.objectives) > 1)
         params = self.strategy.next_params(self.study, space) if propose else None
-        queued = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        if params == DONE and not queued:
+        if params == DONE and not self.store.queued():
             return False
         if params not in (None, DONE):
             self.study.enqueue_trial(params)  # type: ignore[arg-type]
@@ -243,13 +201,10 @@ class Session:
 
     def _run(self, trial: optuna.Trial, space: SearchSpace) -> bool:
         """Evaluate the trial's variant on the minibatch, promote it if it qualifies, then tell its values."""
-        trial.set_user_attr("worker", self._key)
         chosen = {name: trial.suggest_categorical(name, options) for name, options in param_choices(space).items()}
         variant = variant_from_params(space, chosen)
-        label = trial.user_attrs.get("label")
-        holder = self._earlier(trial.number, lambda t: t.user_attrs.get("label") == label) if label else None
-        if holder is not None:  # another worker enqueued the same baselines
-            trial.set_user_attr("duplicate_of", holder.number)
+        self.store.start_trial(trial, variant.key())
+        if self.store.duplicate_holder(trial) is not None:  # another worker enqueued the same baselines
             self.study.tell(trial, state=TrialState.PRUNED)
             return True
         skip = unscorable(variant, self.pool)
@@ -258,22 +213,18 @@ class Session:
             trial.set_user_attr("skipped", skip)
             self.study.tell(trial, state=TrialState.PRUNED)
             return self.skips < MAX_SKIPS_IN_A_ROW
-        seen = {t.user_attrs.get("variant_key") for t in self.study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,))}
-        self.repeats = self.repeats + 1 if variant.key() in seen else 0
-        trial.set_user_attr("variant_key", variant.key())
-        record = self.evaluate(variant, space, self.minibatch, "minibatch", trial.number, label)
+        self.repeats = self.repeats + 1 if variant.key() in self.store.evaluated_keys() else 0
+        record = self.evaluate(variant, space, self.minibatch, "minibatch", trial.number, label(trial))
         s = record.summary
-        trial.set_user_attr("record", record.model_dump_json())
         if self.max_cost is not None:
-            trial.set_constraint("max_cost_per_example", s["cost_per_example"] - self.max_cost)
+            trial.set_constraint("max_cost_per_example", s.cost_per_example - self.max_cost)
         if self.max_p95 is not None:
-            trial.set_constraint("max_p95_latency_s", s["latency_p95_s"] - self.max_p95)
-        trial.set_user_attr("feasible", feasible(record, self.max_cost, self.max_p95))
-        trial.set_user_attr("failed_variant", s["call_failure_rate"] > MAX_CALL_FAILURE_RATE)
+            trial.set_constraint("max_p95_latency_s", s.latency_p95_s - self.max_p95)
+        self.store.record_trial(trial, record, feasible=feasible(record, self.max_cost, self.max_p95),
+                                failed=s.call_failure_rate > MAX_CALL_FAILURE_RATE)
         self._promote(trial, record, space)
-        self.study.tell(trial, [s[OBJECTIVES[o][0]] for o in self.objectives])
-        self._save_spent()
+        self.study.tell(trial, [getattr(s, OBJECTIVES[o][0]) for o in self.objectives])
+        self.save_spent()
         return self.repeats < MAX_REPEATS_IN_A_ROW
 
     def _finish_inherited(self, space: SearchSpace) -> None:
@@ -285,30 +236,28 @@ class Session:
         if not heartbeats(self.study) or not self._inherited:
             return
         deadline = time.monotonic() + GRACE_S + 2 * HEARTBEAT_S
-        running = lambda: {t.number for t in self.study.get_trials(  # noqa: E731
-            deepcopy=False, states=(TrialState.RUNNING,))} & self._inherited
+        running = lambda: self.store.running_numbers() & self._inherited  # noqa: E731
         while running() and time.monotonic() < deadline:
             time.sleep(HEARTBEAT_S)
             fail_stale_trials(self.study)
         for number in running():  # killed between ask and its first beat: no heartbeat, so never stale
             frozen = self.study.trials[number]
-            if "worker" not in frozen.user_attrs:  # a live worker sets it within milliseconds of the ask
+            if WORKER not in frozen.user_attrs:  # a live worker sets it within milliseconds of the ask
                 self.study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
                 RetryHeartbeatStaleTrialCallback()(self.study, frozen)
         self._inherited = set()
-        while self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        while self.store.queued():
             self._trial(space, propose=False)
 
     def search(self, space: SearchSpace) -> None:
         if not self.study.trials:
-            for model in space.models:
-                self.study.enqueue_trial(params_of(baseline_variant(space, model)),
-                                         user_attrs={"label": f"baseline {model}"}, skip_if_exists=True)
+            self.store.enqueue_baselines((params_of(baseline_variant(space, model)), f"baseline {model}")
+                                         for model in space.models)
         self.status = "trials 0"
         try:
             while (self.budget.trials is None or len(self.study.trials) < self.budget.trials) and self._trial(space):
                 spent = self.spent()
-                best = max((r.summary["score"] for r in self.full_records().values()), default=0.0)
+                best = max((r.summary.score for r in self.store.full_records().values()), default=0.0)
                 self.status = (f"trials {len(self.study.trials)} | best val {best:.3f} | US${spent.cost:.5f} | "
                                f"{spent.seconds:.0f}s")
                 self.advance(completed=spent.calls, status=self.status)
@@ -316,4 +265,4 @@ class Session:
             pass
         with suppress(BudgetExhausted):  # its trials then stay queued for a later run
             self._finish_inherited(space)
-        self._save_spent()
+        self.save_spent()

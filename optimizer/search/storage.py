@@ -16,18 +16,18 @@ import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages._heartbeat import get_heartbeat_thread, is_heartbeat_enabled
 
-# Optuna marks its heartbeat API experimental and warns when ask/tell (not optimize) uses it; this is the
-# use it documents for crash recovery, so those two warnings are not shown to progopt users.
-warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"optuna|optimizer")
-warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-
 HEARTBEAT_S = 2
 GRACE_S = 12  # > several missed beats under load; how long a killed worker's trial waits to be redone
 
 
 def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_S) -> RDBStorage:
     """An RDB storage (SQLite, PostgreSQL, MySQL URL) with heartbeats and retry of stale trials.
-    Raises SQLAlchemy's or the driver's error when the URL is malformed or the server unreachable."""
+    Raises SQLAlchemy's or the driver's error when the URL is malformed or the server unreachable.
+
+    Optuna marks its heartbeat API experimental and warns when ask/tell (not optimize) uses it; this is the
+    use it documents for crash recovery, so those two warnings are filtered once a storage is opened."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"optuna|optimizer")
+    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
     return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                       heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None))
 

@@ -15,6 +15,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from optimizer.search.study_store import is_feasible
 from optimizer.space.variant import SearchSpace, StepChoice, Variant
 
 DONE = "done"
@@ -99,7 +100,7 @@ class CoordinateAscent(SearchStrategy):
 
     def next_params(self, study: optuna.Study, space: SearchSpace) -> Params | None | str:
         done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.user_attrs.get("feasible", True)]
+                if is_feasible(t)]
         if not done:
             return None  # queued baselines (or the sampler) come first
         best = max(done, key=lambda t: (t.values[0], -t.number))

@@ -3,7 +3,7 @@
 Each configured step is a :class:`ConfiguredPredict`: a ``dspy.Predict`` with its own instruction,
 demos, LM, prompt format (adapter) and decoding strategy, at the same attribute path as the original,
 so ``named_predictors()`` names are unchanged. The ``score`` strategy scores every label with the
-format's scorer (registered in :data:`SCORERS`) and picks the calibrated argmax."""
+format's scorer (:func:`optimizer.adapters.scoring.scorer_for`) and picks the calibrated argmax."""
 
 from __future__ import annotations
 
@@ -15,28 +15,15 @@ from typing import Any
 
 import dspy
 
-from optimizer.accounting import raise_stopping
+from optimizer.accounting import in_step, raise_stopping
+from optimizer.adapters import make_adapter
+from optimizer.adapters.scoring import scorer_for
 from optimizer.evaluate import report_confidence
 from optimizer.space.calibration import choose
 from optimizer.space.variant import StepConfig
 
 REASONING_FIELD = "reasoning"
 REASONING_DESC = "Think step by step, briefly, before giving the answer."
-
-# format name -> adapter factory; "chat" and "compact" register themselves when optimizer.adapters is imported
-ADAPTERS: dict[str, Callable[[], dspy.Adapter]] = {"json": dspy.JSONAdapter}
-# format name -> label scorer ``(lm, signature, demos, inputs) -> (LabelSet, log-probs)``; registered by
-# optimizer.adapters.scoring ("compact")
-SCORERS: dict[str, Callable[..., tuple[Any, list[float]]]] = {}
-
-
-def make_adapter(fmt: str) -> dspy.Adapter:
-    if fmt not in ADAPTERS:
-        import optimizer.adapters  # noqa: F401  (registers "chat" and "compact")
-    try:
-        return ADAPTERS[fmt]()
-    except KeyError:
-        raise ValueError(f"unknown prompt format {fmt!r}; known: {sorted(ADAPTERS)}") from None
 
 
 def _vote_key(pred: dspy.Prediction, fields: list[str]) -> str:
@@ -47,9 +34,11 @@ class ConfiguredPredict(dspy.Predict):
     """A predictor bound to one :class:`StepConfig`. Self-consistency draws ``samples`` seeded samples
     at ``temperature`` (each a separate, separately cached call) and returns the majority answer.
     Label scoring makes one scoring call and returns the label with the highest calibrated probability
-    (the config's ``prior``; none: uncalibrated), reporting that probability as the confidence."""
+    (the config's ``prior``; none: uncalibrated), reporting that probability as the confidence.
+    ``step`` (its name in the program) is the step its calls run in, wherever the program runs (an
+    evaluation, ``progopt run``): each step of a program on a local model gets its own llama.cpp instance."""
 
-    def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM):
+    def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM, step: str | None = None):
         if config.strategy == "cot":
             signature = signature.prepend(REASONING_FIELD, dspy.OutputField(desc=REASONING_DESC), type_=str)
         super().__init__(signature.with_instructions(config.instruction))
@@ -57,29 +46,29 @@ class ConfiguredPredict(dspy.Predict):
         self.lm = lm
         self.demos = [dspy.Example(**d) for d in config.demos]
         self.adapter = make_adapter(config.format)
+        self.step = step
 
     def scored(self, **kwargs: Any) -> tuple[Any, list[float], dict[str, Any]]:
         """One scoring call: the step's label set, each label's summed log-prob, and the inputs used."""
         lm, _, signature, demos, inputs = self._forward_preprocess(**kwargs)
-        scorer = SCORERS.get(self.step_config.format)
-        if scorer is None:
-            raise ValueError(f"the {self.step_config.format} format cannot score labels; known: {sorted(SCORERS)}")
+        scorer = scorer_for(self.step_config.format)
         labels, logprobs = scorer(lm, signature, demos, inputs)
         return labels, logprobs, inputs
 
     def forward(self, **kwargs: Any) -> dspy.Prediction:
         cfg = self.step_config
-        if cfg.strategy == "score":
-            labels, logprobs, inputs = self.scored(**kwargs)
-            best, confidence = choose(logprobs, cfg.prior, labels.keys)
-            report_confidence(confidence)
-            return self._forward_postprocess([dict(labels.outputs[best])], self.signature, **inputs)
-        with dspy.context(adapter=self.adapter):
+        with in_step(self.step):
+            if cfg.strategy == "score":
+                labels, logprobs, inputs = self.scored(**kwargs)
+                best, confidence = choose(logprobs, cfg.prior, labels.keys)
+                report_confidence(confidence)
+                return self._forward_postprocess([dict(labels.outputs[best])], self.signature, **inputs)
+        with in_step(self.step), dspy.context(adapter=self.adapter):
             if cfg.strategy != "sc":
                 return super().forward(**kwargs)
-            preds, last_error = [], None
+            preds, last_error, caller_config = [], None, kwargs.pop("config", {})
             for i in range(cfg.samples):
-                config = {**kwargs.pop("config", {}), "temperature": cfg.temperature, "rollout_id": i, "seed": i}
+                config = {**caller_config, "temperature": cfg.temperature, "rollout_id": i, "seed": i}
                 try:
                     preds.append(super().forward(**kwargs, config=config))
                 except Exception as exc:  # noqa: BLE001 - a failed sample loses its vote
@@ -119,7 +108,7 @@ def build_program(program: dspy.Module, steps: Mapping[str, StepConfig],
                        f"(it has {sorted(predictors)})")
     for name, config in steps.items():
         original = predictors[name]
-        _set_path(copy, name, ConfiguredPredict(original.signature, config, lm_for(config.model)))
+        _set_path(copy, name, ConfiguredPredict(original.signature, config, lm_for(config.model), step=name))
     return copy
 
 

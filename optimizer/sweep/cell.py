@@ -84,7 +84,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     failure of the cell's own work: that is a ``failed`` outcome with the error (interrupts propagate).
     Each start is appended to ``runs.jsonl`` (pid, ``worker``, time): a resumed cell has two lines."""
     from optimizer import runtime
-    from optimizer.accounting import METER
+    from optimizer.accounting import EngineMeter, metered
 
     done = read_outcome(folder)
     if done is not None:
@@ -106,13 +106,9 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
         val = task.load(p.val or "val", settings.val_limit)
         test = task.load(p.test or "test", settings.test_limit)
         runner = _progopt if settings.optimizer == "progopt" else _dspy
-        refresh = _Refresh(folder, started)
-        METER.listeners.append(refresh)
-        try:
+        with metered(EngineMeter(hooks=(_Refresh(folder, started),))):
             fields = runner(settings, folder, task, train, val, test, storage=storage, tracking_uri=tracking_uri,
                             experiment=experiment, parent_run_id=parent_run_id, started=started)
-        finally:
-            METER.listeners.remove(refresh)
         outcome = CellOutcome(**base, state="done", **fields)
     except Exception as exc:  # noqa: BLE001 - a failed cell is a recorded outcome; the sweep goes on
         from optimizer.secrets import SecretDetector
@@ -131,8 +127,10 @@ def _log_run(outcome: CellOutcome, tracking_uri: str | None, experiment: str, pa
     are nested under it), a new run for a DSPy cell; tagged with the settings, with the test metrics."""
     from mlflow import MlflowClient
 
+    from optimizer.tracking.model import mlflow_environment
     from optimizer.tracking.tracker import resolve_tracking_uri
 
+    mlflow_environment()
     client = MlflowClient(resolve_tracking_uri(tracking_uri))
     run_id = outcome.run_id
     if run_id is None:
@@ -152,7 +150,7 @@ def _test_fields(program: Any, test: list, metric: Any, **context: Any) -> dict[
     from optimizer.evaluate import evaluate
 
     evaluation = evaluate(program, test, metric, description="test", show_progress=False, **context)
-    summary = {k: v for k, v in evaluation.summary().items() if k not in ("by_model", "by_step")}
+    summary = evaluation.summary().model_dump(exclude={"by_model", "by_step"})
     return {"test": summary, "test_scores": [r.score for r in evaluation.results]}
 
 
@@ -172,7 +170,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     from optimizer.artifact import load_artifact, save_result
     from optimizer.results import markdown_report
     from optimizer.search.compile import compile
-    from optimizer.search.session import Budget
+    from optimizer.search.settings import Budget, SearchSettings, SpaceSettings
     from optimizer.sweep.baselines import CallCounter
 
     observer = None
@@ -185,11 +183,13 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     counter = CallCounter()  # only its seconds: the compile's own accounting counts the calls
     with dspy.context(callbacks=[*dspy.settings.callbacks, counter]):
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
-                         budget=Budget(calls=calls, seconds=settings.budget_seconds), seed=settings.seed,
+                         budget=Budget(calls=calls, seconds=settings.budget_seconds),
+                         search=SearchSettings(strategy=settings.search, seed=settings.seed,
+                                               minibatch=settings.minibatch),
+                         space=SpaceSettings(formats=settings.formats, strategies=settings.strategies),
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
-                         study_name=f"cell-{settings.cell_id()}", strategy=settings.search, formats=settings.formats,
-                         strategies=settings.strategies, minibatch=settings.minibatch,
-                         program_ref=settings.program.ref, observer=observer, show_progress=False)
+                         study_name=f"cell-{settings.cell_id()}", program_ref=settings.program.ref,
+                         observer=observer, show_progress=False)
     compile_seconds = time.time() - started
     artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)
     write_json(folder / "result.json", json.loads(result.model_dump_json()))
@@ -199,7 +199,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
             "compile_seconds": compile_seconds, "compile_lm_seconds": counter.seconds, "chosen": result.chosen,
             "run_id": result.tracking_run_id,
-            "validation_score": full.summary["score"] if full else None}
+            "validation_score": full.summary.score if full else None}
 
 
 def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) -> int:
@@ -225,16 +225,18 @@ def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) ->
 
 
 class _Refresh:
-    """A meter listener that refreshes ``status.json`` at most every 2 seconds (the sweep's live table)."""
+    """Meter hooks of a cell: refresh ``status.json`` at most every 2 seconds (the sweep's live table)."""
 
     def __init__(self, folder: Path, started: float):
-        self.folder, self.started, self.last, self.calls = folder, started, 0.0, 0
+        self.folder, self.started, self.last = folder, started, 0.0
 
-    def __call__(self) -> None:
-        self.calls += 1
+    def before_call(self, meter: Any) -> None:
+        """Nothing: a cell's own meter has no limit (a compile's budget is its session's meter)."""
+
+    def counted(self, meter: Any) -> None:
         if time.time() - self.last > 2:
             self.last = time.time()
-            _status(self.folder, self.started, self.calls)
+            _status(self.folder, self.started, meter.calls)
 
 
 def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, **context: Any

@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from optimizer.errors import ProgoptError
 from optimizer.models.spec import known_model_name
+from optimizer.search.settings import Sampler
 from optimizer.space.variant import Format, strategy_settings
 
 # "ZeroShot" is the unoptimized program on one model (DSPy's adapter, constrained output): the floor.
@@ -90,7 +91,7 @@ class CellSettings(BaseModel):
     budget_seconds: float | None = Field(None, gt=0)
     formats: tuple[Format, ...] = ("json", "compact")
     strategies: tuple[str, ...] = ("direct",)
-    search: Literal["tpe", "nsga2", "random", "coordinate", "exhaustive"] = "tpe"
+    search: Sampler = "tpe"
     minibatch: int = Field(12, gt=0, le=10_000)
     seed: int = Field(0, ge=0)
     train_limit: int | None = Field(None, gt=0)

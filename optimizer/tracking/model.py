@@ -7,6 +7,7 @@ artifact as its only data, a signature and input example, optionally a registere
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
@@ -51,6 +52,14 @@ def requirements() -> list[str]:
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 
+def mlflow_environment() -> None:
+    """MLflow's settings for progopt, applied when a tracker or model logger is made (never at import):
+    no telemetry (read per event), and no two URL lines per run ended on a server (one pair per variant
+    would bury the compile's output). A variable the user set is kept."""
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+
+
 def log_compiled_model(artifact: str | Path, *, run_id: str, tracking_uri: str | None = None,
                        name: str = MODEL_NAME, registered_model_name: str | None = None,
                        examples: Sequence[Mapping[str, Any]] = ()) -> ModelInfo:
@@ -61,7 +70,7 @@ def log_compiled_model(artifact: str | Path, *, run_id: str, tracking_uri: str |
     is the first of the artifact's demos, then ``examples``, holding every program input (MLflow runs it once
     to check the model serves). With ``registered_model_name`` a new version of that registered model is made."""
     from optimizer.artifact import read_artifact
-
+    mlflow_environment()
     doc = read_artifact(artifact)
     # The run must be active for the model to join its experiment; a caller's own active run stays the parent.
     with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):

@@ -1,6 +1,6 @@
 """Trial records and compile results as MLflow values: metric dicts, the variant JSON, the front table.
 
-Pure functions over :mod:`optimizer.search.records`; the tracker decides where they go."""
+Pure functions over :mod:`optimizer.records`; the tracker decides where they go."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import io
 from typing import Any
 
 from optimizer.models.pool import ModelPool
-from optimizer.models.spec import REGISTERED
+from optimizer.models.spec import EMBEDDED_SPECS
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.results import describe
-from optimizer.search.records import CompileResult, TrialRecord
 
-# Evaluation.summary() keys logged as metrics under their own names (quality is logged per stage).
+# Summary fields logged as metrics under their own names (quality is logged per stage).
 SUMMARY_METRICS = ("cost_per_example", "latency_p50_s", "latency_p95_s", "validity_rate", "lm_calls",
                    "cached_calls", "input_tokens", "output_tokens", "truncations", "examples", "mean_confidence")
 PARENT_METRICS = ("cost_per_example", "latency_p50_s", "latency_p95_s", "validity_rate")
@@ -22,13 +22,12 @@ PARENT_METRICS = ("cost_per_example", "latency_p50_s", "latency_p95_s", "validit
 def metrics(record: TrialRecord) -> dict[str, float]:
     """``quality_<stage>`` with its CI bounds, cost, latency, tokens, validity, LM and cached calls."""
     s = record.summary
-    out = {f"quality_{record.stage}": s["score"]}
-    if s.get("score_ci"):
-        out[f"quality_{record.stage}_ci_low"], out[f"quality_{record.stage}_ci_high"] = s["score_ci"]
-    out.update({k: s[k] for k in SUMMARY_METRICS if s.get(k) is not None})
-    if "input_tokens" in s and "output_tokens" in s:
-        out["tokens"] = s["input_tokens"] + s["output_tokens"]
-    return {k: float(v) for k, v in out.items()}
+    out = {f"quality_{record.stage}": s.score}
+    if s.score_ci:
+        out[f"quality_{record.stage}_ci_low"], out[f"quality_{record.stage}_ci_high"] = s.score_ci
+    out.update({k: getattr(s, k) for k in SUMMARY_METRICS})
+    out["tokens"] = s.input_tokens + s.output_tokens
+    return {k: float(v) for k, v in out.items() if v is not None}  # mean_confidence: label scoring only
 
 
 def variant_doc(record: TrialRecord) -> dict[str, Any]:
@@ -52,11 +51,11 @@ def parent_metrics(result: CompileResult) -> dict[str, float]:
     chosen = records.get(result.chosen)
     named += [("chosen", chosen)] if chosen else []
     for prefix, record in named:
-        out[f"{prefix}.quality_{record.stage}"] = record.summary["score"]
-        out.update({f"{prefix}.{k}": record.summary[k] for k in PARENT_METRICS if k in record.summary})
+        out[f"{prefix}.quality_{record.stage}"] = record.summary.score
+        out.update({f"{prefix}.{k}": getattr(record.summary, k) for k in PARENT_METRICS})
     for t in result.test:
         if t.variant_key == result.chosen:
-            out["chosen.quality_test"] = t.summary["score"]
+            out["chosen.quality_test"] = t.summary.score
     return {k: float(v) for k, v in out.items()}
 
 
@@ -69,12 +68,12 @@ def front_rows(result: CompileResult) -> list[dict[str, Any]]:
     for key in dict.fromkeys([*result.front, *baselines, result.chosen]):
         r = records[key]
         s = r.summary
-        low, high = s.get("score_ci") or (None, None)
+        low, high = s.score_ci or (None, None)
         row = {"variant_key": key, "description": describe(r), "on_front": key in result.front,
                "chosen": key == result.chosen, "baseline": key in baselines, "stage": r.stage,
-               "quality": s["score"], "quality_ci_low": low, "quality_ci_high": high,
-               **{k: s.get(k) for k in PARENT_METRICS},
-               "quality_test": test[key].summary["score"] if key in test else None, **r.variant.params()}
+               "quality": s.score, "quality_ci_low": low, "quality_ci_high": high,
+               **{k: getattr(s, k) for k in PARENT_METRICS},
+               "quality_test": test[key].summary.score if key in test else None, **r.variant.params()}
         rows.append(row)
     return rows
 
@@ -90,5 +89,6 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
 
 
 def registered_pool(result: CompileResult) -> ModelPool:
-    """The specs of the chosen steps' models, as registered in this process by the compile's pool."""
-    return ModelPool(REGISTERED[m] for m in dict.fromkeys(c.model for c in result.chosen_steps().values()))
+    """The specs of the chosen steps' models, as the compile's pool had them (``result.models``)."""
+    specs = {**EMBEDDED_SPECS, **result.models}
+    return ModelPool(specs[m] for m in dict.fromkeys(c.model for c in result.chosen_steps().values()))

@@ -26,7 +26,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.models.model import ModelInfo
 
 from optimizer.models.pool import ModelPool
-from optimizer.search.records import CompileResult, TrialRecord
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.secrets import SecretDetector
 from optimizer.tracking import report
 
@@ -52,19 +52,22 @@ def _quoted(value: str) -> str:
 
 
 class MlflowTracker:
-    """A :class:`~optimizer.search.records.CompileObserver` writing MLflow runs.
+    """A :class:`~optimizer.records.CompileObserver` writing MLflow runs.
 
     Lifecycle: ``start`` (find or create the study's parent run; end children a killed process left RUNNING
     as KILLED) -> ``log_trial`` per evaluated variant (a finished child run) -> ``finish`` (front, baselines,
     model; parent FINISHED) or ``fail`` (parent and open children FAILED, or KILLED on KeyboardInterrupt).
     One process per study at a time; not thread-safe.
 
-    ``pool`` gives the chosen steps' model configs for the artifact (default: the specs registered in this
-    process); ``log_model=False`` skips the artifact and model; ``tags`` are added to the parent run."""
+    ``pool`` gives the chosen steps' model configs for the artifact (default: the compile's pool, as the
+    result records it); ``log_model=False`` skips the artifact and model; ``tags`` are added to the parent run."""
 
     def __init__(self, tracking_uri: str | None = None, experiment: str = DEFAULT_EXPERIMENT, *,
                  registered_model_name: str | None = None, log_model: bool = True, pool: ModelPool | None = None,
                  tags: Mapping[str, str] | None = None):
+        from optimizer.tracking.model import mlflow_environment
+
+        mlflow_environment()
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
         self.registered_model_name, self.log_model, self.pool = registered_model_name, log_model, pool
@@ -118,7 +121,7 @@ class MlflowTracker:
         self.client.log_batch(child_id, metrics=[Metric(k, v, now, 0) for k, v in report.metrics(record).items()],
                               params=[Param(k, self._text(str(v))) for k, v in params.items()])
         self._log_json(child_id, report.variant_doc(record), "variant.json")
-        self._log_json(child_id, {"stage": record.stage, "summary": record.summary}, "evaluation.json")
+        self._log_json(child_id, {"stage": record.stage, "summary": record.summary.model_dump()}, "evaluation.json")
         self.client.set_terminated(child_id, "FINISHED")
 
     def finish(self, result: CompileResult) -> None:

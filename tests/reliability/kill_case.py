@@ -14,7 +14,7 @@ from optimizer import runtime
 from optimizer.models import ModelPool
 from optimizer.models.replay import request_digest
 from optimizer.models.retry import ResilientLlamaEngine
-from optimizer.search.compile import Budget, compile
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 from optimizer.tracking import MlflowTracker
 from programs.sentiment import TASK, Sentiment, metric
 
@@ -40,8 +40,9 @@ def main(storage: str, cache: str, log: str, out: str, budget: str, tracking_uri
     tracker = MlflowTracker(tracking_uri=tracking_uri, experiment="kills", log_model=False)
     result = compile(Sentiment(), trainset=TASK.load("train", limit=12), valset=TASK.load("val", limit=8),
                      testset=TASK.load("test", limit=4), metric=metric, models=pool, budget=Budget(calls=int(budget)),
-                     minibatch=4, seed=7, storage=storage, study_name=STUDY, proposer=None, teacher="first",
-                     formats=("json",), observer=tracker, show_progress=False)
+                     search=SearchSettings(minibatch=4, seed=7),
+                     space=SpaceSettings(formats=("json",), proposer=None, teacher="first"),
+                     storage=storage, study_name=STUDY, observer=tracker, show_progress=False)
     Path(out).write_text(result.model_dump_json(), encoding="utf-8")
 
 

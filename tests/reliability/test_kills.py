@@ -17,7 +17,7 @@ import optuna
 from mlflow import MlflowClient
 from optuna.trial import TrialState
 
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
 from tests.reliability.conftest import size
 from tests.reliability.kill_case import STUDY
 

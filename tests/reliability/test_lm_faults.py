@@ -16,7 +16,7 @@ from dspy.lm15 import Message, Request, Response, Usage
 from optuna.trial import TrialState
 
 from optimizer import runtime
-from optimizer.accounting import METER, ModelUnavailable
+from optimizer.accounting import EngineMeter, ModelUnavailable, metered
 from optimizer.evaluate import evaluate
 from optimizer.models import ModelPool
 from optimizer.models.api import ApiEngine
@@ -24,8 +24,8 @@ from optimizer.models.engine import LlamaEngine
 from optimizer.models.faults import FaultPlan, faulty
 from optimizer.models.replay import ReplayEngine, load_recording
 from optimizer.models.retry import RateLimited, Resilient, RetryPolicy
-from optimizer.search.compile import Budget, compile
-from optimizer.search.records import CompileResult
+from optimizer.records import CompileResult
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 from programs.sentiment import TASK, Sentiment, metric
 from tests.fixtures.search_case import RECORDING
 from tests.reliability.conftest import size
@@ -44,9 +44,11 @@ def _replay_pool(plan: FaultPlan, fail_model: str | None = None) -> ModelPool:
 
 def _compile(pool: ModelPool, seed: int, storage: str | None = None) -> CompileResult:
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
-                   metric=metric, models=pool, budget=Budget(calls=300), strategy="random", objectives=("quality",),
-                   proposer=None, teacher=None, minibatch=6, promote_fraction=0.5, seed=seed, storage=storage,
-                   study_name="faults", formats=("json",), show_progress=False)
+                   metric=metric, models=pool, budget=Budget(calls=300),
+                   search=SearchSettings(strategy="random", objectives=("quality",), minibatch=6,
+                                         promote_fraction=0.5, seed=seed),
+                   space=SpaceSettings(formats=("json",), proposer=None, teacher=None),
+                   storage=storage, study_name="faults", show_progress=False)
 
 
 def test_compiles_under_injected_faults_finish_with_valid_results(tmp_path, record_counts):
@@ -59,7 +61,7 @@ def test_compiles_under_injected_faults_finish_with_valid_results(tmp_path, reco
         assert result.chosen in {t.variant_key for t in result.trials} and result.spent["calls"] <= 300
         study = optuna.load_study(study_name="faults", storage=storage)
         assert not study.get_trials(states=(TrialState.RUNNING,))
-        failures = sum(t.summary["failure_rate"] * t.examples for t in result.trials)
+        failures = sum(t.summary.failure_rate * t.examples for t in result.trials)
         assert plan.injected.total() > 0 and failures >= 0
         injected += plan.injected.total()
         compiles += 1
@@ -71,7 +73,7 @@ def test_a_variant_whose_calls_keep_failing_is_failed_and_never_chosen(tmp_path)
     runtime.configure(tempfile.mkdtemp(dir=tmp_path))
     result = _compile(_replay_pool(FaultPlan(0.0, 0), fail_model="local/gemma3-270m"), seed=1)
     broken = [t for t in result.trials if t.variant.steps["classify"].model == "local/gemma3-270m"]
-    assert broken and all(t.summary["call_failure_rate"] == 1.0 and t.summary["score"] == 0.0 for t in broken)
+    assert broken and all(t.summary.call_failure_rate == 1.0 and t.summary.score == 0.0 for t in broken)
     chosen = next(t for t in result.trials if t.variant_key == result.chosen)
     assert chosen.variant.steps["classify"].model == "local/smollm2-135m"
 
@@ -125,12 +127,12 @@ def test_the_real_local_model_under_faults_counts_failed_examples(record_counts)
     plan = FaultPlan(rate=0.4, seed=3, hang_s=1.0)
     pool = ModelPool([ModelPool.default()["local/smollm2-135m"]],
                      engine_for=faulty(LlamaEngine, plan, RetryPolicy(attempts=2, timeout_s=0.5, base_s=0.01)))
-    with METER.limit(calls=60):
+    with metered(EngineMeter(max_calls=60)):
         ev = evaluate(Sentiment(), TASK.load("test", limit=12), metric, lm=pool.lm("local/smollm2-135m"),
                       show_progress=False)
     summary = ev.summary()
     failed = [r for r in ev.results if r.error is not None]
-    assert summary["failure_rate"] == len(failed) / 12 and all(r.score == 0.0 for r in failed)
+    assert summary.failure_rate == len(failed) / 12 and all(r.score == 0.0 for r in failed)
     assert plan.injected.total() > 0
     record_counts(kind="faults", where="local SmolLM2", injected=plan.injected.total(), examples=12,
                   failed_examples=len(failed))
@@ -142,11 +144,11 @@ def test_the_loopback_server_under_faults_finishes_and_counts_failures(llama_ser
     plan = FaultPlan(rate=0.4, seed=5, hang_s=1.0)
     spec = ModelPool.from_names(["openai/smollm2"], api_base=llama_server, schema_style="json_object")["openai/smollm2"]
     pool = ModelPool([spec], engine_for=faulty(ApiEngine, plan, RetryPolicy(attempts=3, timeout_s=30, base_s=0.01)))
-    with METER.limit(calls=60):
+    with metered(EngineMeter(max_calls=60)):
         ev = evaluate(Sentiment(), TASK.load("test", limit=10), metric, lm=pool.lm("openai/smollm2"),
                       show_progress=False)
     assert len(ev.results) == 10 and plan.injected.total() > 0
-    assert ev.summary()["failure_rate"] == sum(r.error is not None for r in ev.results) / 10
+    assert ev.summary().failure_rate == sum(r.error is not None for r in ev.results) / 10
     record_counts(kind="faults", where="loopback llama.cpp server", injected=plan.injected.total(), examples=10)
 
 
@@ -175,10 +177,9 @@ def test_a_rejected_key_or_unknown_model_stops_after_one_call_instead_of_burning
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         pool = ModelPool.from_names(["openai/missing"], api_base=f"http://127.0.0.1:{server.server_port}/{path}")
-        before = METER.calls
-        with pytest.raises(ModelUnavailable):
+        with metered(EngineMeter()) as meter, pytest.raises(ModelUnavailable):
             evaluate(Sentiment(), TASK.load("test", limit=10), metric, lm=pool.lm("openai/missing"),
                      show_progress=False)
-        assert METER.calls - before == 1
+        assert meter.calls == 1
     finally:
         server.shutdown()

@@ -15,9 +15,10 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from optimizer.cli import _mapping, build_parser
+from optimizer.cli import build_parser
 from optimizer.data import DataError, load_examples, read_rows
 from optimizer.errors import UsageError
+from optimizer.tasks import parse_mapping
 from tests.reliability.conftest import size
 
 EXAMPLES = size("PROGOPT_FUZZ_EXAMPLES", 300)
@@ -128,7 +129,7 @@ def test_command_line_options_parse_or_raise_usage_error(record_counts) -> None:
             tokens = ["compile", "programs/sentiment.py:Sentiment", *[t for pair in argv for t in pair]]
             try:
                 args = build_parser().parse_args(tokens)
-                _mapping(args.map)
+                parse_mapping(args.map)
             except UsageError as exc:
                 assert exc.what and exc.where
                 seen["error"] += 1

@@ -58,6 +58,7 @@ def _api_artifact(tmp_path: Path, base: str) -> Path:
     return save_sentiment(tmp_path / "api.json", spec=spec, n_demos=0)
 
 
+@pytest.mark.slow
 def test_an_endpoint_the_user_did_not_allow_receives_nothing(tmp_path, monkeypatch, capsys, stub):
     monkeypatch.chdir(ROOT)
     key = f"sk-{secrets.token_hex(20)}"

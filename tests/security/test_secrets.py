@@ -11,8 +11,8 @@ import pytest
 from optimizer.artifact import ArtifactSecretError
 from optimizer.cli import main
 from optimizer.models import ModelSpec
+from optimizer.records import CompileResult, TrialRecord
 from optimizer.results import markdown_report
-from optimizer.search.records import CompileResult, TrialRecord
 from optimizer.secrets import SecretDetector
 from optimizer.space import SearchSpace, StepChoice, StepSpace, Variant
 from optimizer.tracking import MlflowTracker

@@ -1,20 +1,18 @@
 """What a compile produces: one :class:`TrialRecord` per evaluated variant, and the :class:`CompileResult`.
 
-Plain pydantic values: the tracker turns them into MLflow runs, the artifact writer into JSON, the
-report into tables and plots. Nothing here runs a model."""
+Plain pydantic values at the bottom of the compile path (they import only value modules): the tracker
+turns them into MLflow runs, :func:`optimizer.artifact.save_result` into the JSON artifact, the report
+into tables and plots. Nothing here runs a model."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from optimizer.models.spec import ModelSpec
 from optimizer.space.variant import SearchSpace, StepConfig, Variant
-
-if TYPE_CHECKING:
-    import dspy
+from optimizer.summary import Summary
 
 Stage = Literal["baseline", "minibatch", "full", "test"]
 
@@ -22,8 +20,7 @@ Stage = Literal["baseline", "minibatch", "full", "test"]
 class TrialRecord(BaseModel):
     """One evaluation of one variant on one data slice.
 
-    ``summary`` is :meth:`optimizer.evaluate.Evaluation.summary` (score, score_ci, validity_rate,
-    cost_per_example, latency_p50_s, latency_p95_s, lm_calls, cached_calls, tokens, by_model, by_step)."""
+    ``summary`` is :meth:`optimizer.evaluate.Evaluation.summary` on that slice."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -33,7 +30,7 @@ class TrialRecord(BaseModel):
     steps: dict[str, StepConfig]
     stage: Stage
     examples: int
-    summary: dict[str, Any]
+    summary: Summary
     label: str | None = Field(None, description="e.g. 'baseline local/smollm2-135m'")
 
 
@@ -57,19 +54,14 @@ class CompileResult(BaseModel):
     tracking_run_id: str | None = None
     models: dict[str, ModelSpec] = Field(default_factory=dict, description="the searched pool, by model name")
 
-    def save(self, path: str | Path, *, program: dspy.Module | None = None) -> Path:
-        """Write the chosen variant as a JSON artifact (:func:`optimizer.artifact.save_result`); ``program``
-        defaults to a fresh instance of the compiled program's class."""
-        from optimizer.artifact import save_result
-        from optimizer.models import ModelPool
-        from optimizer.refs import resolve
-
-        pool = ModelPool(self.models.values()) if self.models else ModelPool.default()
-        return save_result(self, path, program=program or resolve(self.program)(), pool=pool)
-
     def best_full(self) -> dict[str, TrialRecord]:
-        """The full-validation record of each variant that has one (latest wins)."""
-        return {t.variant_key: t for t in self.trials if t.stage == "full"}
+        """The best full-validation record of each variant that has one (highest score; ties: the latest)."""
+        best: dict[str, TrialRecord] = {}
+        for t in self.trials:
+            held = best.get(t.variant_key)
+            if t.stage == "full" and (held is None or t.summary.score >= held.summary.score):
+                best[t.variant_key] = t
+        return best
 
     def best_records(self) -> dict[str, TrialRecord]:
         """Each variant's most complete record: its full-validation one, else its latest minibatch one (a

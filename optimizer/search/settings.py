@@ -1,0 +1,78 @@
+"""The value objects a compile takes besides its program and data, with every choice and default written
+once: :func:`optimizer.search.compile.compile`, the ``progopt compile`` options and sweep cells are built
+from these (the CLI's choices and defaults are read from them)."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from optimizer.space.variant import Format, strategy_settings
+
+Sampler = Literal["tpe", "nsga2", "random", "coordinate", "exhaustive"]
+Objective = Literal["quality", "cost", "latency"]
+SAMPLERS: tuple[str, ...] = get_args(Sampler)
+OBJECTIVE_NAMES: tuple[str, ...] = get_args(Objective)
+FORMATS: tuple[str, ...] = get_args(Format)
+# Searched by default: DSPy's JSON format and the compact one. On SST-2 at 600 calls, compiles searching
+# both chose compact and matched or beat every single-format compile (experiments/results/format-choice-*).
+DEFAULT_FORMATS: tuple[Format, ...] = ("json", "compact")
+
+
+class Budget(BaseModel):
+    """Limits on the whole compile (candidates, bootstrapping, proposals, evaluation); None = no limit."""
+
+    calls: int | None = None
+    cost: float | None = None
+    seconds: float | None = None
+    trials: int | None = None
+
+
+class SearchSettings(BaseModel):
+    """How the study searches: the sampler (``strategy``), the objectives (quality first), the seed, the
+    minibatch screening and successive-halving promotion, and concurrent examples on API models."""
+
+    model_config = ConfigDict(frozen=True)
+
+    strategy: Sampler = "tpe"
+    objectives: tuple[Objective, ...] = ("quality", "cost")
+    seed: int = 0
+    minibatch: int = Field(16, gt=0)
+    promote_fraction: float = Field(1 / 3, gt=0, le=1)
+    num_threads: int = Field(8, gt=0)
+
+    @field_validator("objectives")
+    @classmethod
+    def _quality_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or value[0] != "quality":
+            raise ValueError(f"objectives must start with 'quality'; got {list(value)}")
+        return value
+
+
+class SpaceSettings(BaseModel):
+    """What each step's search space holds: prompt formats, decoding strategies, and the pool members that
+    propose instructions and bootstrap demos ("first": the pool's first model; None: none)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    formats: tuple[Format, ...] = DEFAULT_FORMATS
+    strategies: tuple[str, ...] = ("direct",)
+    proposer: str | None = "first"
+    teacher: str | None = "first"
+
+    @field_validator("strategies")
+    @classmethod
+    def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for name in value:
+            strategy_settings(name)
+        return value
+
+
+class Caps(BaseModel):
+    """Limits the chosen variant must meet (the highest-quality variant within them is chosen)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_cost_per_example: float | None = None
+    max_p95_latency_s: float | None = None
