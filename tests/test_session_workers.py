@@ -22,8 +22,8 @@ CHOICE = {"classify:model": optuna.distributions.CategoricalDistribution(["a", "
 
 
 def _session(study: optuna.Study) -> Session:
-    return Session(Sentiment(), valset=[], metric=metric, pool=ModelPool.default(), study=study, budget=Budget(),
-                   search=SearchSettings(strategy="random", objectives=("quality",), minibatch=1,
+    return Session(Sentiment(), trainset=[], valset=[], metric=metric, pool=ModelPool.default(), study=study,
+                   budget=Budget(), search=SearchSettings(strategy="random", objectives=("quality",), minibatch=1,
                                          promote_fraction=1.0, num_threads=1), caps=Caps(), observer=None)
 
 
