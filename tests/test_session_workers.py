@@ -62,7 +62,7 @@ def _compile(storage: str, metric_fn=metric, **kw) -> object:
                    metric=metric_fn, models=replay_pool(), budget=Budget(**{"trials": 4, **kw.pop("budget", {})}),
                    strategy="random", objectives=("quality",), proposer=None, teacher=None, minibatch=12,
                    promote_fraction=1.0, seed=0, storage=storage, study_name="s", show_progress=False,
-                   formats=kw.pop("formats", ("json",)), **kw)
+                   formats=kw.pop("formats", ("json",)), demo_draws=1, retrieval_sizes=(), **kw)
 
 
 def test_a_trial_that_raises_is_failed_and_requeued_and_a_rerun_finishes_it(tmp_path):

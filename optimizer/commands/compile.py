@@ -41,6 +41,16 @@ def _tracker(args: argparse.Namespace):  # noqa: ANN202 - an MlflowTracker, impo
     return tracker
 
 
+def _demo_options(args: argparse.Namespace) -> dict[str, object]:
+    """The demo settings the user gave (compile()'s defaults otherwise, so they are defined once)."""
+    out: dict[str, object] = {}
+    if args.demo_draws is not None:
+        out["demo_draws"] = args.demo_draws
+    if args.retrieved_demos is not None:
+        out["retrieval_sizes"] = tuple(args.retrieved_demos)
+    return out
+
+
 def run(args: argparse.Namespace) -> int:
     from optimizer.results import markdown_report, plot_front, print_report
     from optimizer.search.compile import Budget, compile
@@ -63,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         max_cost_per_example=args.max_cost, max_p95_latency_s=args.max_p95, formats=args.formats,
         strategies=args.strategies, proposer=None if args.proposer == "none" else args.proposer,
         teacher=None if args.teacher == "none" else args.teacher, minibatch=args.minibatch,
-        program_ref=args.program, observer=observer, num_threads=args.num_threads)
+        program_ref=args.program, observer=observer, num_threads=args.num_threads, **_demo_options(args))
     print_report(result)
     png = plot_front(result, out.with_suffix(".front.png"))
     result_path = out.with_suffix(".result.json")
@@ -98,6 +108,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="prompt formats to search per step (default: json compact)")
     p.add_argument("--strategies", nargs="+", type=strategy, default=["direct"],
                    help="direct, cot, scK (self-consistency, K >= 2)")
+    p.add_argument("--demo-draws", type=positive_int,
+                   help="label-balanced demo sets per size, each drawn with its own seed and order (default 4)")
+    p.add_argument("--retrieved-demos", nargs="*", type=positive_int, metavar="K",
+                   help="retrieved-demo candidates: the K most similar training examples per input "
+                   "(default: 4; the flag alone disables retrieval)")
     p.add_argument("--proposer", default="first", help="pool model proposing instructions ('none' to skip)")
     p.add_argument("--teacher", default="first", help="pool model bootstrapping demos ('none' to skip)")
     p.add_argument("--minibatch", type=positive_int, default=16, help="validation examples for screening")

@@ -30,6 +30,9 @@ __all__ = ["Budget", "compile"]
 # Searched by default: DSPy's JSON format and the compact one. On SST-2 at 600 calls, compiles searching
 # both chose compact and matched or beat every single-format compile (experiments/results/format-choice-*).
 DEFAULT_FORMATS: tuple[Format, ...] = ("json", "compact")
+# Label-balanced demo sets per size (DSPy's random search tries 16 programs) and retrieved-demo sizes.
+DEFAULT_DEMO_DRAWS = 4
+DEFAULT_RETRIEVAL_SIZES: tuple[int, ...] = (4,)
 
 
 def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
@@ -41,7 +44,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             formats: Sequence[Format] = DEFAULT_FORMATS, strategies: Sequence[str] = ("direct",),
             proposer: str | None = "first", teacher: str | None = "first", minibatch: int = 16,
             promote_fraction: float = 1 / 3, program_ref: str | None = None, observer: CompileObserver | None = None,
-            num_threads: int = 8, show_progress: bool = True) -> CompileResult:
+            num_threads: int = 8, show_progress: bool = True, demo_draws: int = DEFAULT_DEMO_DRAWS,
+            retrieval_sizes: Sequence[int] = DEFAULT_RETRIEVAL_SIZES) -> CompileResult:
     """Search each step's instruction, demos, model, strategy and format; return every evaluated variant,
     the validation Pareto front over ``objectives`` and the chosen variant (highest validation quality
     within ``max_cost_per_example`` / ``max_p95_latency_s``). The input program is never mutated.
@@ -51,6 +55,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     ``proposer``/``teacher``: pool members that propose instructions and bootstrap demos ("first" is the
     first pool model, None disables). ``num_threads``: examples evaluated concurrently for a variant whose
     every step runs on an API model (local models serve one call at a time, in KV-prefix order).
+    ``demo_draws``: label-balanced demo sets per size (differently seeded and ordered); ``retrieval_sizes``: a
+    retrieved-demo candidate ``knn{k}`` per size (k most similar training examples per input; () disables).
     The test split, if given, is used only for the final report."""
     pool = models if isinstance(models, ModelPool) else (
         ModelPool.from_names(models) if models else ModelPool.default())
@@ -82,7 +88,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             try:
                 space = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
-                    teacher=teacher, strategies=strategies, formats=formats),
+                    teacher=teacher, strategies=strategies, formats=formats, demo_draws=demo_draws,
+                    retrieval_sizes=retrieval_sizes),
                     models=pool.names, strategies=strategies, formats=formats)
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc

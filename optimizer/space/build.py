@@ -15,6 +15,7 @@ from typing import Any
 import dspy
 
 from optimizer.accounting import raise_stopping
+from optimizer.space.retrieval import Retriever
 from optimizer.space.variant import StepConfig
 
 REASONING_FIELD = "reasoning"
@@ -39,7 +40,8 @@ def _vote_key(pred: dspy.Prediction, fields: list[str]) -> str:
 
 class ConfiguredPredict(dspy.Predict):
     """A predictor bound to one :class:`StepConfig`. Self-consistency draws ``samples`` seeded samples
-    at ``temperature`` (each a separate, separately cached call) and returns the majority answer."""
+    at ``temperature`` (each a separate, separately cached call) and returns the majority answer. With
+    ``config.retrieval``, each call's demos are retrieved for its inputs (the index is built here, once)."""
 
     def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM):
         if config.strategy == "cot":
@@ -49,9 +51,12 @@ class ConfiguredPredict(dspy.Predict):
         self.lm = lm
         self.demos = [dspy.Example(**d) for d in config.demos]
         self.adapter = make_adapter(config.format)
+        self.retriever = Retriever(config.retrieval) if config.retrieval else None
 
     def forward(self, **kwargs: Any) -> dspy.Prediction:
         cfg = self.step_config
+        if self.retriever is not None and "demos" not in kwargs:
+            kwargs["demos"] = [dspy.Example(**d) for d in self.retriever.demos(kwargs)]
         with dspy.context(adapter=self.adapter):
             if cfg.strategy != "sc":
                 return super().forward(**kwargs)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from optimizer.space.retrieval import RetrievalConfig
+
 Format = Literal["json", "chat", "compact"]
 STRATEGIES = ("direct", "cot", "sc3", "sc5")
 SC_TEMPERATURE = 0.7
@@ -29,6 +31,7 @@ class StepConfig(BaseModel):
     samples: int = Field(1, ge=1, description="self-consistency: samples voted on (each a paid call)")
     temperature: float = 0.0
     format: Format = "json"
+    retrieval: RetrievalConfig | None = Field(None, description="per-input retrieved demos (then demos is empty)")
 
 
 def strategy_settings(strategy: str) -> dict[str, Any]:
@@ -75,6 +78,7 @@ class StepSpace(BaseModel):
 
     instructions: dict[str, str]
     demo_sets: dict[str, list[dict[str, Any]]]
+    retrieved: dict[str, RetrievalConfig] = Field(default_factory=dict, description="retrieved-demo candidates")
 
 
 class SearchSpace(BaseModel):
@@ -90,7 +94,7 @@ class SearchSpace(BaseModel):
     def choices(self, step: str) -> dict[str, list[str]]:
         """The categorical choices of ``step``, field by field, in a fixed order."""
         s = self.steps[step]
-        return {"instruction": list(s.instructions), "demos": list(s.demo_sets), "model": self.models,
+        return {"instruction": list(s.instructions), "demos": [*s.demo_sets, *s.retrieved], "model": self.models,
                 "strategy": self.strategies, "format": list(self.formats)}
 
     def size(self) -> int:
@@ -105,6 +109,7 @@ class SearchSpace(BaseModel):
         out = {}
         for name, c in variant.steps.items():
             s = self.steps[name]
-            out[name] = StepConfig(instruction=s.instructions[c.instruction], demos=s.demo_sets[c.demos],
-                                   model=c.model, format=c.format, **strategy_settings(c.strategy))
+            demos = {"retrieval": s.retrieved[c.demos]} if c.demos in s.retrieved else {"demos": s.demo_sets[c.demos]}
+            out[name] = StepConfig(instruction=s.instructions[c.instruction], model=c.model, format=c.format,
+                                   **demos, **strategy_settings(c.strategy))
         return out

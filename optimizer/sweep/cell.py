@@ -189,6 +189,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
                          study_name=f"cell-{settings.cell_id()}", strategy=settings.search, formats=settings.formats,
                          strategies=settings.strategies, minibatch=settings.minibatch,
+                         demo_draws=settings.demo_draws, retrieval_sizes=settings.retrieval_sizes,
                          program_ref=settings.program.ref, observer=observer, show_progress=False)
     compile_seconds = time.time() - started
     artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)

@@ -90,6 +90,9 @@ class CellSettings(BaseModel):
     budget_seconds: float | None = Field(None, gt=0)
     formats: tuple[Format, ...] = ("json", "compact")
     strategies: tuple[str, ...] = ("direct",)
+    demo_draws: int = Field(1, ge=1, le=64, description="progopt cells: label-balanced demo sets per size "
+                            "(1: the sets before issue #16, so earlier cells keep their ids and meaning)")
+    retrieval_sizes: tuple[int, ...] = Field((), description="progopt cells: retrieved-demo candidates knn{k}")
     search: Literal["tpe", "nsga2", "random", "coordinate", "exhaustive"] = "tpe"
     minibatch: int = Field(12, gt=0, le=10_000)
     seed: int = Field(0, ge=0)

@@ -46,7 +46,7 @@ def _compile(pool: ModelPool, seed: int, storage: str | None = None) -> CompileR
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
                    metric=metric, models=pool, budget=Budget(calls=300), strategy="random", objectives=("quality",),
                    proposer=None, teacher=None, minibatch=6, promote_fraction=0.5, seed=seed, storage=storage,
-                   study_name="faults", formats=("json",), show_progress=False)
+                   study_name="faults", formats=("json",), show_progress=False, demo_draws=1, retrieval_sizes=())
 
 
 def test_compiles_under_injected_faults_finish_with_valid_results(tmp_path, record_counts):
