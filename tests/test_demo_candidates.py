@@ -1,0 +1,168 @@
+"""More demo candidates (label-balanced draws) and retrieved demos (issue #16): the draws, the retriever,
+their place in the search space and in artifacts. No model runs."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dspy
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optimizer.artifact import ArtifactSecretError, load_artifact, read_artifact
+from optimizer.artifact.errors import SignatureDriftError
+from optimizer.artifact.signature import describe_step, step_config
+from optimizer.models import GEMMA3
+from optimizer.search.candidates import labeled_draws
+from optimizer.search.retrieval import retrieval_candidates, retrieval_pool
+from optimizer.space import SearchSpace, StepChoice, StepSpace, Variant
+from optimizer.space.retrieval import RetrievalConfig, Retriever, balanced_top
+from programs.news import TASK as NEWS
+from programs.sentiment import TASK as SST2
+from programs.sentiment import ClassifySentiment
+from tests.fixtures.artifacts import rewrite, save_sentiment
+
+FIELDS = ["sentence", "sentiment"]
+
+
+@pytest.fixture(scope="module")
+def train() -> list[dspy.Example]:
+    return SST2.load("train")
+
+
+def _labels(demos):
+    return Counter(d["sentiment"] for d in demos)
+
+
+def test_draws_are_distinct_label_balanced_and_keep_the_first_set(train):
+    from optimizer.search.candidates import labeled_sets
+
+    draws = labeled_draws(FIELDS, "sentiment", train, [2, 4], seed=0, draws=8)
+    assert [k for k in draws if k.startswith("labeled4")] == ["labeled4"] + [f"labeled4.{j}" for j in range(1, 8)]
+    assert {k: draws[k] for k in ("labeled2", "labeled4")} == labeled_sets(FIELDS, "sentiment", train, [2, 4], 0)
+    fours = [v for k, v in draws.items() if k.startswith("labeled4")]
+    assert all(_labels(d) == {"positive": 2, "negative": 2} for d in fours)
+    assert len({tuple(d["sentence"] for d in demos) for demos in fours}) == 8
+    assert len({frozenset(d["sentence"] for d in demos) for demos in fours}) > 1  # members differ, not just order
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**31), draws=st.integers(1, 6), k=st.integers(1, 6))
+def test_draws_are_deterministic_per_seed_and_balanced(train, seed, draws, k):
+    first = labeled_draws(FIELDS, "sentiment", train, [k], seed=seed, draws=draws)
+    assert first == labeled_draws(FIELDS, "sentiment", train, [k], seed=seed, draws=draws)
+    assert len(first) == draws
+    for demos in first.values():
+        counts = _labels(demos)
+        low = min(counts.get(label, 0) for label in ("positive", "negative"))
+        assert len(demos) == k and max(counts.values()) - low <= 1
+
+
+def test_a_tiny_pool_gives_fewer_draws_instead_of_duplicates(train):
+    two = [next(ex for ex in train if ex.sentiment == lab) for lab in ("positive", "negative")]
+    draws = labeled_draws(FIELDS, "sentiment", two, [2], seed=0, draws=8)
+    assert 1 <= len(draws) <= 2  # only two orders of the same two examples exist
+    assert len({tuple(d["sentence"] for d in v) for v in draws.values()}) == len(draws)
+
+
+@settings(max_examples=60, deadline=None)
+@given(scores=st.lists(st.floats(0, 1, allow_nan=False), min_size=1, max_size=40),
+       n_labels=st.integers(1, 6), k=st.integers(1, 10))
+def test_balanced_top_balances_labels_and_returns_pool_order(scores, n_labels, k):
+    labels = [f"l{i % n_labels}" for i in range(len(scores))]
+    chosen = balanced_top(np.array(scores), labels, k)
+    assert chosen == sorted(set(chosen)) and len(chosen) == min(k, len(scores))
+    counts = Counter(labels[i] for i in chosen)
+    available = Counter(labels)
+    # no label gets two more than another label that still had examples left
+    for a in counts:
+        for b in available:
+            if counts.get(b, 0) < available[b]:
+                assert counts[a] <= counts.get(b, 0) + 1
+
+
+def test_balanced_top_without_labels_takes_the_highest_scores_ties_by_index():
+    assert balanced_top(np.array([0.1, 0.9, 0.5, 0.9]), None, 2) == [1, 3]
+    assert balanced_top(np.array([0.2, 0.2, 0.2]), None, 2) == [0, 1]
+
+
+def _config(k: int = 4, label: str | None = "sentiment") -> RetrievalConfig:
+    pool = retrieval_pool(FIELDS, [ex.toDict() for ex in SST2.load("train")], seed=0)
+    return RetrievalConfig(k=k, inputs=["sentence"], label_field=label, pool=pool)
+
+
+def test_retriever_finds_the_most_similar_example_balanced_and_deterministically():
+    config = _config()
+    query = {"sentence": config.pool[17]["sentence"]}
+    first = Retriever(config).select(query)
+    assert 17 in first and len(first) == 4 and first == sorted(first)
+    assert _labels([config.pool[i] for i in first]) == {"positive": 2, "negative": 2}
+    assert Retriever(config.model_copy()).select(query) == first  # a rebuilt index retrieves the same
+    unbalanced = Retriever(_config(k=3, label=None)).select(query)
+    assert 17 in unbalanced and len(unbalanced) == 3
+
+
+def test_retrieval_over_many_labels_gives_distinct_labels_when_k_is_small():
+    pool = retrieval_pool(["text", "topic"], [ex.toDict() for ex in NEWS.load("train")], seed=0)
+    retriever = Retriever(RetrievalConfig(k=3, inputs=["text"], label_field="topic", pool=pool))
+    demos = retriever.demos({"text": pool[5]["text"]})
+    assert len({d["topic"] for d in demos}) == 3 and pool[5] in demos
+
+
+def test_the_pool_keeps_only_the_step_fields_and_a_seeded_sample_above_the_limit():
+    rows = [{"sentence": f"s{i}", "sentiment": "positive", "extra": i} for i in range(10)]
+    assert retrieval_pool(FIELDS, rows, seed=0)[0] == {"sentence": "s0", "sentiment": "positive"}
+    sample = retrieval_pool(FIELDS, rows, seed=1, limit=4)
+    assert sample == retrieval_pool(FIELDS, rows, seed=1, limit=4) and len(sample) == 4
+    assert [int(r["sentence"][1:]) for r in sample] == sorted(int(r["sentence"][1:]) for r in sample)
+
+
+def test_the_space_offers_retrieval_as_a_demo_choice_and_resolves_it():
+    candidates = retrieval_candidates(ClassifySentiment, "sentiment", [ex.toDict() for ex in SST2.load("train")],
+                                      [4], seed=0)
+    space = SearchSpace(steps={"classify": StepSpace(instructions={"original": "x"},
+                                                     demo_sets={"zero": []}, retrieved=candidates)},
+                        models=[GEMMA3.name])
+    assert space.choices("classify")["demos"] == ["zero", "knn4"] and space.size() == 2
+    variant = Variant(steps={"classify": StepChoice(instruction="original", demos="knn4", model=GEMMA3.name)})
+    step = space.resolve(variant)["classify"]
+    assert step.demos == [] and step.retrieval == candidates["knn4"]
+    assert SearchSpace.model_validate_json(space.model_dump_json()) == space
+    old = space.model_dump()
+    del old["steps"]["classify"]["retrieved"]  # a space stored before retrieval existed still loads
+    assert SearchSpace.model_validate(old).choices("classify")["demos"] == ["zero"]
+
+
+def test_a_retrieval_step_round_trips_through_the_artifact_and_retrieves_after_load(tmp_path):
+    config = _config()
+    path = save_sentiment(tmp_path / "a.json", n_demos=0, retrieval=config)
+    doc = read_artifact(path)
+    assert doc["steps"]["classify"]["retrieval"]["k"] == 4 and len(doc["steps"]["classify"]["retrieval"]["pool"]) == 200
+    assert step_config(doc["steps"]["classify"]).retrieval == config
+    step = load_artifact(path).classify
+    query = {"sentence": config.pool[3]["sentence"]}
+    assert step.retriever.demos(query) == Retriever(config).demos(query)
+    assert "retrieval" not in describe_step(ClassifySentiment, step.step_config.model_copy(update={"retrieval": None}),
+                                            GEMMA3)
+
+
+def test_a_retrieval_naming_a_field_the_step_lacks_is_refused_at_load(tmp_path):
+    path = save_sentiment(tmp_path / "a.json", n_demos=0, retrieval=_config())
+
+    def drift(doc):
+        doc["steps"]["classify"]["retrieval"]["label_field"] = "mood"
+
+    with pytest.raises(SignatureDriftError, match="label_field"):
+        load_artifact(rewrite(path, drift))
+
+
+def test_a_secret_in_the_stored_pool_is_refused_like_any_demo(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-0123456789")
+    config = _config()
+    leaked = [*config.pool[:-1], {"sentence": "key sk-test-0123456789", "sentiment": "negative"}]
+    with pytest.raises(ArtifactSecretError, match="OPENAI_API_KEY") as info:
+        save_sentiment(tmp_path / "a.json", n_demos=0, retrieval=config.model_copy(update={"pool": leaked}))
+    assert info.value.json_path == f"steps.classify.retrieval.pool[{len(leaked) - 1}].sentence"
+    assert not (tmp_path / "a.json").exists()
