@@ -60,6 +60,14 @@ def test_draws_are_deterministic_per_seed_and_balanced(train, seed, draws, k):
         assert len(demos) == k and max(counts.values()) - low <= 1
 
 
+def test_small_draws_over_many_labels_cover_other_labels():
+    from programs.trec_coarse import TASK as TREC
+
+    draws = labeled_draws(["question", "coarse"], "coarse", TREC.load("train"), [4], seed=0, draws=8)
+    assert all(len({d["coarse"] for d in demos}) == 4 for demos in draws.values())
+    assert len({d["coarse"] for demos in draws.values() for d in demos}) == 6  # draw 0 alone shows 4 of 6
+
+
 def test_a_tiny_pool_gives_fewer_draws_instead_of_duplicates(train):
     two = [next(ex for ex in train if ex.sentiment == lab) for lab in ("positive", "negative")]
     draws = labeled_draws(FIELDS, "sentiment", two, [2], seed=0, draws=8)
