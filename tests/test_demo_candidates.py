@@ -174,3 +174,16 @@ def test_a_secret_in_the_stored_pool_is_refused_like_any_demo(tmp_path, monkeypa
         save_sentiment(tmp_path / "a.json", n_demos=0, retrieval=config.model_copy(update={"pool": leaked}))
     assert info.value.json_path == f"steps.classify.retrieval.pool[{len(leaked) - 1}].sentence"
     assert not (tmp_path / "a.json").exists()
+
+
+def test_sweep_cells_carry_the_demo_settings_and_earlier_cells_keep_their_ids():
+    from pathlib import Path
+
+    from optimizer.sweep.config import load_sweep
+
+    _, cells = load_sweep(Path(__file__).parent.parent / "experiments" / "sweeps" / "quickstart.yaml")
+    cell = next(c for c in cells if c.optimizer == "progopt")
+    assert (cell.demo_draws, cell.retrieval_sizes) == (1, ())  # the space before issue #16
+    more = cell.model_copy(update={"demo_draws": 8, "retrieval_sizes": (4,)})
+    assert more.cell_id() != cell.cell_id()
+    assert type(cell).model_validate({**cell.model_dump(), "demo_draws": 1}).cell_id() == cell.cell_id()
