@@ -187,3 +187,33 @@ def test_sweep_cells_carry_the_demo_settings_and_earlier_cells_keep_their_ids():
     more = cell.model_copy(update={"demo_draws": 8, "retrieval_sizes": (4,)})
     assert more.cell_id() != cell.cell_id()
     assert type(cell).model_validate({**cell.model_dump(), "demo_draws": 1}).cell_id() == cell.cell_id()
+
+
+def test_the_space_builder_adds_draws_and_retrieval_per_step_without_lm_calls(train):
+    from optimizer.search.space_builder import build_space
+    from programs.sentiment import Sentiment, metric
+
+    def no_lm(name):
+        raise AssertionError(f"no LM call expected ({name})")
+
+    space = build_space(Sentiment(), train[:40], metric, models=[GEMMA3.name], lm_for=no_lm, seed=0, proposer=None,
+                        teacher=None, demo_draws=3, retrieval_sizes=(2, 4))
+    demos = space.choices("classify")["demos"]
+    assert demos == ["zero", "labeled2", "labeled4", "labeled2.1", "labeled2.2", "labeled4.1", "labeled4.2",
+                     "knn2", "knn4"]
+    assert len(space.steps["classify"].retrieved["knn4"].pool) == 40
+    legacy = build_space(Sentiment(), train[:40], metric, models=[GEMMA3.name], lm_for=no_lm, seed=0, proposer=None,
+                         teacher=None)
+    assert legacy.choices("classify")["demos"] == ["zero", "labeled2", "labeled4"]
+
+
+def test_the_compile_command_passes_only_the_demo_options_given():
+    from optimizer.cli import build_parser
+    from optimizer.commands.compile import _demo_options
+
+    def options(*extra):
+        return _demo_options(build_parser().parse_args(["compile", "programs/sentiment.py:Sentiment", *extra]))
+
+    assert options() == {}
+    assert options("--demo-draws", "8", "--retrieved-demos", "2", "4") == {"demo_draws": 8, "retrieval_sizes": (2, 4)}
+    assert options("--retrieved-demos") == {"retrieval_sizes": ()}

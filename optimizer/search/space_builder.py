@@ -49,7 +49,7 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
         demo_sets.update(labeled_draws(fields, label_fields[name], trainset, demo_sizes, seed, demo_draws))
         for k, demos in zip(demo_sizes, boot.get(name, []), strict=False):
             demo_sets[f"boot{k}"] = demos
-        retrieved = retrieval_candidates(sig, label_fields[name], [_plain([ex.toDict()])[0] for ex in trainset],
+        retrieved = retrieval_candidates(sig, label_fields[name], _plain([ex.toDict() for ex in trainset]),
                                          retrieval_sizes, seed)
         steps[name] = StepSpace(instructions=instructions,
                                 demo_sets={k: _plain(v) for k, v in demo_sets.items()}, retrieved=retrieved)
