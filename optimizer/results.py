@@ -8,6 +8,7 @@ from pathlib import Path
 from optimizer.records import CompileResult, TrialRecord
 from optimizer.report import evaluation_table, print_table
 from optimizer.secrets import SecretDetector
+from optimizer.space.variant import StepConfig
 from optimizer.summary import Summary
 
 # objective -> (Summary field, sign): sign +1 maximise, -1 minimise
@@ -53,12 +54,17 @@ def choose(records: Sequence[TrialRecord], *, max_cost: float | None = None,
     return min(ok, key=lambda r: (-r.summary.score, r.summary.cost_per_example, r.variant_key))
 
 
+def _demos(config: StepConfig) -> str:
+    """``4 demos``, or ``4 retrieved demos`` (per input) for a step with retrieval."""
+    return f"{config.retrieval.k} retrieved demos" if config.retrieval else f"{len(config.demos)} demos"
+
+
 def describe(record: TrialRecord) -> str:
     """A short label: the record's own label, or each step's model/format/strategy/demos."""
     if record.label:
         return record.label
     parts = [f"{name}={c.model.split('/')[-1]},{c.format},{c.strategy}{c.samples if c.strategy == 'sc' else ''}"
-             f"{'-' + c.calibration if c.calibration != 'none' else ''},{len(c.demos)}demos"
+             f"{'-' + c.calibration if c.calibration != 'none' else ''},{_demos(c).replace(' ', '')}"
              for name, c in record.steps.items()]
     return f"{record.variant_key} " + " ".join(parts)
 
@@ -131,6 +137,6 @@ def markdown_report(result: CompileResult) -> str:
     lines += ["", "## Chosen variant", ""]
     for name, cfg in chosen.items():
         lines.append(f"- `{name}`: model `{cfg.model}`, format `{cfg.format}`, strategy `{cfg.strategy}`"
-                     f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}, {len(cfg.demos)} demos; "
+                     f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}, {_demos(cfg)}; "
                      f"instruction: {cfg.instruction!r}")
     return SecretDetector().mask("\n".join(lines) + "\n")

@@ -54,7 +54,9 @@ def output_schema(signature: type[dspy.Signature], strategy: str) -> dict[str, A
 
 
 def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: ModelSpec) -> dict[str, Any]:
-    """One step as artifact JSON (the ``steps.<name>`` object)."""
+    """One step as artifact JSON (the ``steps.<name>`` object); ``retrieval`` (settings and the demo pool the
+    loader rebuilds its index from) only for a step with retrieved demos, so older artifacts stay valid."""
+    retrieval = {"retrieval": config.retrieval.model_dump(mode="json")} if config.retrieval else {}
     return {
         "signature": {"instructions": config.instruction, "inputs": describe_fields(signature.input_fields),
                       "outputs": describe_fields(signature.output_fields)},
@@ -65,6 +67,7 @@ def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: Mod
                         if config.strategy == "score" else {})},
         "format": config.format,
         "output_schema": output_schema(signature, config.strategy),
+        **retrieval,
     }
 
 
@@ -75,7 +78,8 @@ def step_config(step: dict[str, Any]) -> StepConfig:
     return StepConfig(instruction=step["signature"]["instructions"], demos=step["demos"],
                       model=step["model"]["name"], strategy=strategy["name"], samples=strategy["samples"],
                       temperature=strategy["temperature"], format=step["format"],
-                      calibration=calibration.get("mode", "none"), prior=calibration.get("prior"))
+                      calibration=calibration.get("mode", "none"), prior=calibration.get("prior"),
+                      retrieval=step.get("retrieval"))
 
 
 def _names(names: Any) -> str:
@@ -116,6 +120,22 @@ def _check_labels(path: Path | str, name: str, signature: type[dspy.Signature],
                                   f"{_names(prior)}; the program's labels are {_names(labels.keys)}")
 
 
+def _check_retrieval(path: Path | str, step: str, signature: type[dspy.Signature],
+                     retrieval: dict[str, Any] | None) -> None:
+    """Retrieval compares the step's input fields and balances over one of its output fields."""
+    if retrieval is None:
+        return
+    at = ("steps", step, "retrieval")
+    for field in retrieval["inputs"]:
+        if field not in signature.input_fields:
+            raise SignatureDriftError(path, json_path((*at, "inputs")), f"{field!r} is not an input field of the "
+                                      f"step (its inputs: {_names(signature.input_fields)})")
+    label = retrieval["label_field"]
+    if label is not None and label not in signature.output_fields:
+        raise SignatureDriftError(path, json_path((*at, "label_field")), f"{label!r} is not an output field of "
+                                  f"the step (its outputs: {_names(signature.output_fields)})")
+
+
 def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str) -> None:
     """Refuse a program whose step names, field names, field types or output schemas differ from ``steps``."""
     predictors = dict(program.named_predictors())
@@ -132,6 +152,7 @@ def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str)
         for kind, attr in KINDS.items():
             _check_fields(path, ("steps", name, "signature", kind), getattr(signature, attr),
                           step["signature"][kind], kind)
+        _check_retrieval(path, name, signature, step.get("retrieval"))
         if output_schema(signature, step["strategy"]["name"]) != step["output_schema"]:
             raise SignatureDriftError(path, json_path(("steps", name, "output_schema")),
                                       "the program's output schema differs (reordered output fields?)")

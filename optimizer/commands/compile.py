@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
                             minibatch=args.minibatch, num_threads=args.num_threads)
     space = SpaceSettings(formats=tuple(args.formats), strategies=tuple(args.strategies),
                           proposer=None if args.proposer == "none" else args.proposer,
-                          teacher=None if args.teacher == "none" else args.teacher)
+                          teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
+                          retrieval_sizes=tuple(args.retrieved_demos))
     result = compile(
         task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool, testset=test,
         budget=Budget(calls=args.budget, cost=args.budget_cost, seconds=args.budget_seconds), search=search,
@@ -104,6 +105,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", nargs="+", type=strategy, default=list(space.strategies),
                    help="direct, cot, scK (self-consistency, K >= 2), score, score-cc, score-bc (label scoring: "
                         "uncalibrated, contextual or batch calibration; label outputs, compact format, local models)")
+    p.add_argument("--demo-draws", type=positive_int, default=space.demo_draws,
+                   help=f"label-balanced demo sets per size, each drawn with its own seed and order "
+                   f"(default {space.demo_draws})")
+    p.add_argument("--retrieved-demos", nargs="*", type=positive_int, default=list(space.retrieval_sizes),
+                   metavar="K", help="retrieved-demo candidates: the K most similar training examples per input "
+                   "(default: none)")
     p.add_argument("--proposer", default=space.proposer, help="pool model proposing instructions ('none' to skip)")
     p.add_argument("--teacher", default=space.teacher, help="pool model bootstrapping demos ('none' to skip)")
     p.add_argument("--minibatch", type=positive_int, default=search.minibatch,

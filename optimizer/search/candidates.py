@@ -25,6 +25,7 @@ from optimizer.space.variant import StepConfig
 # Outlines index take minutes and gigabytes; max_tokens bounds the length instead.
 PROPOSAL_PATTERN = r"[A-Z][a-z]+ [a-z][^\n{}<>\[\]]*\."
 MIN_DISTINCT_WORD_RATIO = 0.6
+DRAW_RETRIES = 4
 
 
 def _labels(field: Any) -> list[str] | None:
@@ -110,8 +111,10 @@ def propose(signature: type[dspy.Signature], trainset: Sequence[dspy.Example], l
 
 
 def labeled_sets(step_fields: Sequence[str], label_field: str | None, trainset: Sequence[dspy.Example],
-                 sizes: Sequence[int], seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Label-balanced demo sets (round-robin over labels) of each size, from examples with all fields."""
+                 sizes: Sequence[int], seed: int, shuffle_labels: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Label-balanced demo sets (round-robin over labels, in sorted order unless ``shuffle_labels``: then a
+    seeded order, so sets smaller than the label count cover other labels) of each size, from examples with
+    all fields."""
     usable = [ex for ex in trainset if all(ex.get(f) is not None for f in step_fields)]
     if not usable:
         return {}
@@ -120,6 +123,8 @@ def labeled_sets(step_fields: Sequence[str], label_field: str | None, trainset: 
     for ex in rng.sample(usable, len(usable)):
         by_label[str(ex.get(label_field)) if label_field else ""].append(ex)
     order = sorted(by_label)
+    if shuffle_labels:
+        rng.shuffle(order)
     out = {}
     for k in sizes:
         chosen: list[dspy.Example] = []
@@ -130,6 +135,29 @@ def labeled_sets(step_fields: Sequence[str], label_field: str | None, trainset: 
                 chosen.append(bucket[i // len(order)])
             i += 1
         out[f"labeled{k}"] = [{f: ex.get(f) for f in step_fields} for ex in chosen]
+    return out
+
+
+def labeled_draws(step_fields: Sequence[str], label_field: str | None, trainset: Sequence[dspy.Example],
+                  sizes: Sequence[int], seed: int, draws: int) -> dict[str, list[dict[str, Any]]]:
+    """``draws`` distinct label-balanced sets per size: draw 0 is :func:`labeled_sets` with ``seed``
+    (ids ``labeled{k}``, as before draws existed); draw ``j`` >= 1 (id ``labeled{k}.{j}``) is drawn with the
+    seed derived from ``"{seed}.{j}"``, its label order and its demos shuffled, so sets differ in members, in
+    which labels a set smaller than the label count shows, and in order. A draw equal to an earlier set of its
+    size is redrawn up to ``DRAW_RETRIES`` times, then left out (a small pool may yield fewer sets)."""
+    out = labeled_sets(step_fields, label_field, trainset, sizes, seed)
+    for k in sizes:
+        seen = [out[f"labeled{k}"]] if f"labeled{k}" in out else []
+        for j in range(1, draws if seen else 0):
+            for retry in range(DRAW_RETRIES):
+                rng = random.Random(f"{seed}.{j}.{retry}")
+                demos = labeled_sets(step_fields, label_field, trainset, [k], rng.randrange(2**32),
+                                     shuffle_labels=True)[f"labeled{k}"]
+                rng.shuffle(demos)
+                if demos not in seen:
+                    seen.append(demos)
+                    out[f"labeled{k}.{j}"] = demos
+                    break
     return out
 
 

@@ -65,7 +65,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             try:
                 built = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
-                    teacher=teacher, strategies=strategies, formats=formats),
+                    teacher=teacher, strategies=strategies, formats=formats, demo_draws=space.demo_draws,
+                    retrieval_sizes=space.retrieval_sizes),
                     models=pool.names, strategies=strategies, formats=formats)
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc

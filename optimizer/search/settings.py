@@ -4,7 +4,7 @@ from these (the CLI's choices and defaults are read from them)."""
 
 from __future__ import annotations
 
-from typing import Literal, get_args
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -51,8 +51,11 @@ class SearchSettings(BaseModel):
 
 
 class SpaceSettings(BaseModel):
-    """What each step's search space holds: prompt formats, decoding strategies, and the pool members that
-    propose instructions and bootstrap demos ("first": the pool's first model; None: none)."""
+    """What each step's search space holds: prompt formats, decoding strategies, the pool members that
+    propose instructions and bootstrap demos ("first": the pool's first model; None: none), label-balanced
+    demo sets per size (``demo_draws``, each with its own seed and order) and retrieved-demo candidates
+    (``retrieval_sizes``: ``knn{k}``, the k most similar training examples per input). The demo defaults keep
+    the space measured in the README; more draws and retrieval are opt-in until measured at equal budget."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -60,6 +63,8 @@ class SpaceSettings(BaseModel):
     strategies: tuple[str, ...] = ("direct",)
     proposer: str | None = "first"
     teacher: str | None = "first"
+    demo_draws: int = Field(1, ge=1, le=64)
+    retrieval_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = ()
 
     @field_validator("strategies")
     @classmethod

@@ -9,7 +9,8 @@ from typing import Any
 import dspy
 
 from optimizer.adapters.scoring import label_set
-from optimizer.search.candidates import bootstrapped_sets, first_label_field, labeled_sets, propose, rewrites
+from optimizer.search.candidates import bootstrapped_sets, first_label_field, labeled_draws, propose, rewrites
+from optimizer.search.retrieval import retrieval_candidates
 from optimizer.space.build import baseline_steps
 from optimizer.space.variant import Format, SearchSpace, StepSpace
 
@@ -25,8 +26,11 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
                 models: Sequence[str], lm_for: Callable[[str], dspy.LM], seed: int,
                 proposer: str | None, teacher: str | None, n_proposals: int = 2,
                 demo_sizes: Sequence[int] = (2, 4), strategies: Sequence[str] = ("direct",),
-                formats: Sequence[Format] = ("json",)) -> SearchSpace:
-    """Candidates per step. Every LM call made here (proposals, bootstrapping) counts toward the budget."""
+                formats: Sequence[Format] = ("json",), demo_draws: int = 1,
+                retrieval_sizes: Sequence[int] = ()) -> SearchSpace:
+    """Candidates per step. Every LM call made here (proposals, bootstrapping) counts toward the budget.
+    ``demo_draws``: label-balanced sets per demo size; ``retrieval_sizes``: a retrieved-demo candidate
+    (``knn{k}``) per size, over the step's training examples."""
     predictors = dict(program.named_predictors())
     label_fields = {name: first_label_field(p.signature) for name, p in predictors.items()}
     boot: dict[str, list[list[dict[str, Any]]]] = {}
@@ -43,9 +47,11 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
                 instructions[f"proposed{i}"] = text
         fields = [*sig.input_fields, *sig.output_fields]
         demo_sets: dict[str, list[dict[str, Any]]] = {"zero": []}
-        demo_sets.update(labeled_sets(fields, label_fields[name], trainset, demo_sizes, seed))
+        demo_sets.update(labeled_draws(fields, label_fields[name], trainset, demo_sizes, seed, demo_draws))
         for k, demos in zip(demo_sizes, boot.get(name, []), strict=False):
             demo_sets[f"boot{k}"] = demos
+        retrieved = retrieval_candidates(sig, label_fields[name], _plain([ex.toDict() for ex in trainset]),
+                                         retrieval_sizes, seed)
         steps[name] = StepSpace(instructions=instructions, demo_sets={k: _plain(v) for k, v in demo_sets.items()},
-                                labels_only=label_set(sig) is not None)
+                                retrieved=retrieved, labels_only=label_set(sig) is not None)
     return SearchSpace(steps=steps, models=list(models), strategies=list(strategies), formats=list(formats))

@@ -20,6 +20,7 @@ from optimizer.adapters import make_adapter
 from optimizer.adapters.scoring import scorer_for
 from optimizer.evaluate import report_confidence
 from optimizer.space.calibration import choose
+from optimizer.space.retrieval import Retriever
 from optimizer.space.variant import StepConfig
 
 REASONING_FIELD = "reasoning"
@@ -32,7 +33,8 @@ def _vote_key(pred: dspy.Prediction, fields: list[str]) -> str:
 
 class ConfiguredPredict(dspy.Predict):
     """A predictor bound to one :class:`StepConfig`. Self-consistency draws ``samples`` seeded samples
-    at ``temperature`` (each a separate, separately cached call) and returns the majority answer.
+    at ``temperature`` (each a separate, separately cached call) and returns the majority answer. With
+    ``config.retrieval``, each call's demos are retrieved for its inputs (the index is built here, once).
     Label scoring makes one scoring call and returns the label with the highest calibrated probability
     (the config's ``prior``; none: uncalibrated), reporting that probability as the confidence.
     ``step`` (its name in the program) is the step its calls run in, wherever the program runs (an
@@ -47,6 +49,7 @@ class ConfiguredPredict(dspy.Predict):
         self.demos = [dspy.Example(**d) for d in config.demos]
         self.adapter = make_adapter(config.format)
         self.step = step
+        self.retriever = Retriever(config.retrieval) if config.retrieval else None
 
     def scored(self, **kwargs: Any) -> tuple[Any, list[float], dict[str, Any]]:
         """One scoring call: the step's label set, each label's summed log-prob, and the inputs used."""
@@ -57,6 +60,8 @@ class ConfiguredPredict(dspy.Predict):
 
     def forward(self, **kwargs: Any) -> dspy.Prediction:
         cfg = self.step_config
+        if self.retriever is not None and "demos" not in kwargs:
+            kwargs["demos"] = [dspy.Example(**d) for d in self.retriever.demos(kwargs)]
         with in_step(self.step):
             if cfg.strategy == "score":
                 labels, logprobs, inputs = self.scored(**kwargs)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from optimizer.space.retrieval import RetrievalConfig
+
 Format = Literal["json", "chat", "compact"]
 STRATEGIES = ("direct", "cot", "sc3", "sc5", "score", "score-cc", "score-bc")
 SC_TEMPERATURE = 0.7
@@ -39,6 +41,7 @@ class StepConfig(BaseModel):
                                      "(cc: content-free inputs, bc: a batch of training inputs)")
     prior: dict[str, float] | None = Field(None, description="score: the estimated label prior, by label key; "
                                            "None until estimated (uncalibrated)")
+    retrieval: RetrievalConfig | None = Field(None, description="per-input retrieved demos (then demos is empty)")
 
 
 def strategy_settings(strategy: str) -> dict[str, Any]:
@@ -91,6 +94,7 @@ class StepSpace(BaseModel):
     demo_sets: dict[str, list[dict[str, Any]]]
     labels_only: bool = Field(False, description="every output field is a label (Literal, Enum, bool): "
                               "the step can use the score strategies")
+    retrieved: dict[str, RetrievalConfig] = Field(default_factory=dict, description="retrieved-demo candidates")
 
 
 class SearchSpace(BaseModel):
@@ -107,7 +111,7 @@ class SearchSpace(BaseModel):
         """The categorical choices of ``step``, field by field, in a fixed order."""
         s = self.steps[step]
         strategies = [k for k in self.strategies if s.labels_only or not is_scoring(k)] or ["direct"]
-        return {"instruction": list(s.instructions), "demos": list(s.demo_sets), "model": self.models,
+        return {"instruction": list(s.instructions), "demos": [*s.demo_sets, *s.retrieved], "model": self.models,
                 "strategy": strategies, "format": list(self.formats)}
 
     def size(self) -> int:
@@ -122,6 +126,7 @@ class SearchSpace(BaseModel):
         out = {}
         for name, c in variant.steps.items():
             s = self.steps[name]
-            out[name] = StepConfig(instruction=s.instructions[c.instruction], demos=s.demo_sets[c.demos],
-                                   model=c.model, format=c.format, **strategy_settings(c.strategy))
+            demos = {"retrieval": s.retrieved[c.demos]} if c.demos in s.retrieved else {"demos": s.demo_sets[c.demos]}
+            out[name] = StepConfig(instruction=s.instructions[c.instruction], model=c.model, format=c.format,
+                                   **demos, **strategy_settings(c.strategy))
         return out

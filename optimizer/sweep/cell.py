@@ -186,7 +186,8 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
                          budget=Budget(calls=calls, seconds=settings.budget_seconds),
                          search=SearchSettings(strategy=settings.search, seed=settings.seed,
                                                minibatch=settings.minibatch),
-                         space=SpaceSettings(formats=settings.formats, strategies=settings.strategies),
+                         space=SpaceSettings(formats=settings.formats, strategies=settings.strategies,
+                                             demo_draws=settings.demo_draws, retrieval_sizes=settings.retrieval_sizes),
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
                          study_name=f"cell-{settings.cell_id()}", program_ref=settings.program.ref,
                          observer=observer, show_progress=False)

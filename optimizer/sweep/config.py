@@ -27,7 +27,7 @@ import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -91,6 +91,10 @@ class CellSettings(BaseModel):
     budget_seconds: float | None = Field(None, gt=0)
     formats: tuple[Format, ...] = ("json", "compact")
     strategies: tuple[str, ...] = ("direct",)
+    demo_draws: int = Field(1, ge=1, le=64, description="progopt cells: label-balanced demo sets per size "
+                            "(1: the sets before issue #16, so earlier cells keep their ids and meaning)")
+    retrieval_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
+        (), description="progopt cells: retrieved-demo candidates knn{k} (k most similar training examples)")
     search: Sampler = "tpe"
     minibatch: int = Field(12, gt=0, le=10_000)
     seed: int = Field(0, ge=0)
