@@ -103,6 +103,7 @@ def test_running_out_of_budget_while_building_the_space_stops_the_compile_and_st
     assert "space" not in optuna.load_study(study_name="s", storage=storage).user_attrs
 
 
+@pytest.mark.slow  # a worker process killed and its heartbeat waited out
 def test_a_trial_whose_worker_was_killed_before_its_first_heartbeat_is_redone(tmp_path, monkeypatch):
     storage = f"sqlite:///{tmp_path / 's.db'}"
     _compile(storage, budget={"trials": 3})

@@ -13,7 +13,8 @@ from tests.fixtures.search_case import replay_pool, run
 
 ROOT = Path(__file__).resolve().parent.parent
 
-pytestmark = pytest.mark.skipif(shutil.which("initdb") is None, reason="PostgreSQL server binaries not installed")
+pytestmark = [pytest.mark.skipif(shutil.which("initdb") is None, reason="PostgreSQL server binaries not installed"),
+              pytest.mark.slow]  # starts a PostgreSQL server
 
 
 def test_compile_runs_on_postgres_and_a_second_run_continues_the_study(postgres):

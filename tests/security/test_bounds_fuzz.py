@@ -22,6 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "compiled-program.v1.json"
 VALID = json.loads(FIXTURE.read_text(encoding="utf-8"))
 
+pytestmark = pytest.mark.slow  # hypothesis fuzzing: about 50 s
+
 
 def fuzz(n: int) -> settings:
     """``n`` derandomized examples (the same inputs every run), no deadline, no example database."""
