@@ -57,7 +57,7 @@ def space_for(pool: Any) -> Any:
 
 
 def variants(space: Any) -> list[Any]:
-    from optimizer.search.strategies import param_choices, variant_from_params
+    from optimizer.search.samplers import param_choices, variant_from_params
 
     choices = param_choices(space)
     return [variant_from_params(space, dict(zip(choices, combo, strict=True)))
@@ -117,7 +117,7 @@ def progopt_run(strategy: str, seed: int, table: dict[str, dict[str, Any]]) -> l
     program, train, val, metric = case()
     result = compile(program, trainset=train, valset=val, metric=metric, models=pool,
                      budget=Budget(calls=len(table) * VAL),
-                     search=SearchSettings(strategy=strategy, objectives=("quality",), minibatch=MINIBATCH,
+                     search=SearchSettings(sampler=strategy, objectives=("quality",), minibatch=MINIBATCH,
                                            promote_fraction=1 / 3, seed=seed),
                      space=SpaceSettings(formats=FORMATS, proposer=None, teacher=None), show_progress=False)
     pairs: set[tuple[str, int]] = set()
@@ -136,7 +136,7 @@ def mipro_run(seed: int, table: dict[str, dict[str, Any]], max_trials: int = 300
     import optuna
 
     from optimizer.models import ModelPool
-    from optimizer.search.strategies import param_choices, variant_from_params
+    from optimizer.search.samplers import param_choices, variant_from_params
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     space = space_for(ModelPool.default())

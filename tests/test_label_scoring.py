@@ -174,7 +174,7 @@ def test_a_compile_prunes_unscorable_variants_and_never_evaluates_them():
     pool = ModelPool([FAKE, API], engine_for=lambda s: FakeScorer(s) if s.provider == "local" else FakeApi(s))
     result = compile(Sentiment(), trainset=TASK.load("train", limit=20), valset=TASK.load("val", limit=6),
                      metric=metric, models=pool, budget=Budget(calls=120),
-                     search=SearchSettings(strategy="exhaustive", objectives=("quality",), minibatch=6, seed=0),
+                     search=SearchSettings(sampler="exhaustive", objectives=("quality",), minibatch=6, seed=0),
                      space=SpaceSettings(proposer=None, teacher=None, formats=("compact", "json"),
                                          strategies=("direct", "score-cc")), show_progress=False)
     evaluated = {(t.variant.steps["classify"].model, t.variant.steps["classify"].format,

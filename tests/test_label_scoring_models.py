@@ -52,7 +52,7 @@ def test_trie_scores_match_a_token_by_token_computation(spec):
 def test_compile_artifact_and_run_apply_the_calibration_prior(tmp_path, capsys):
     result = compile(Sentiment(), trainset=TASK.load("train", limit=20), valset=TASK.load("val", limit=4),
                      metric=metric, models=ModelPool([GEMMA3]), budget=Budget(calls=40, trials=2),
-                     search=SearchSettings(strategy="random", objectives=("quality",), minibatch=4, seed=0),
+                     search=SearchSettings(sampler="random", objectives=("quality",), minibatch=4, seed=0),
                      space=SpaceSettings(proposer=None, teacher=None, formats=("compact",), strategies=("score-cc",)),
                      show_progress=False)
     scored = next(t for t in result.trials if t.steps["classify"].strategy == "score")

@@ -25,7 +25,7 @@ def test_a_compiled_retrieval_variant_runs_identically_from_its_artifact(tmp_pat
     val = TASK.load("val", limit=3)
     result = compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=val, metric=metric, models=pool,
                      budget=Budget(calls=60),
-                     search=SearchSettings(strategy="exhaustive", objectives=("quality",), minibatch=3,
+                     search=SearchSettings(sampler="exhaustive", objectives=("quality",), minibatch=3,
                                            promote_fraction=0.1),
                      space=SpaceSettings(proposer=None, teacher=None, formats=("compact",), retrieval_sizes=(2,)),
                      show_progress=False)

@@ -23,7 +23,7 @@ CHOICE = {"classify:model": optuna.distributions.CategoricalDistribution(["a", "
 
 def _session(study: optuna.Study) -> Session:
     return Session(Sentiment(), trainset=[], valset=[], metric=metric, pool=ModelPool.default(), study=study,
-                   budget=Budget(), search=SearchSettings(strategy="random", objectives=("quality",), minibatch=1,
+                   budget=Budget(), search=SearchSettings(sampler="random", objectives=("quality",), minibatch=1,
                                          promote_fraction=1.0, num_threads=1), caps=Caps(), observer=None)
 
 
@@ -59,7 +59,7 @@ def test_recover_keeps_a_beating_workers_trial_and_requeues_one_whose_heartbeat_
 def _compile(storage: str, metric_fn=metric, **kw) -> object:
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
                    metric=metric_fn, models=replay_pool(), budget=Budget(**{"trials": 4, **kw.pop("budget", {})}),
-                   search=SearchSettings(strategy="random", objectives=("quality",), minibatch=12,
+                   search=SearchSettings(sampler="random", objectives=("quality",), minibatch=12,
                                          promote_fraction=1.0, seed=0),
                    space=SpaceSettings(formats=kw.pop("formats", ("json",)), proposer=None, teacher=None),
                    storage=storage, study_name="s", show_progress=False, **kw)

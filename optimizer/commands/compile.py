@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     observer = _tracker(args) if args.tracking_uri != "none" else None
     url = args.storage or f"sqlite:///{out.with_suffix('.study.db')}"
     storage = _storage(url)
-    search = SearchSettings(strategy=args.strategy, objectives=tuple(args.objectives), seed=args.seed,
+    search = SearchSettings(sampler=args.sampler, objectives=tuple(args.objectives), seed=args.seed,
                             minibatch=args.minibatch, num_threads=args.num_threads)
     space = SpaceSettings(formats=tuple(args.formats), strategies=tuple(args.strategies),
                           proposer=None if args.proposer == "none" else args.proposer,
@@ -96,7 +96,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--budget-cost", type=positive_float, help="US$ limit")
     p.add_argument("--budget-seconds", type=positive_float, help="wall-clock limit")
     p.add_argument("--seed", type=int, default=search.seed)
-    p.add_argument("--strategy", default=search.strategy, choices=SAMPLERS)
+    p.add_argument("--sampler", "--strategy", dest="sampler", default=search.sampler, choices=SAMPLERS,
+                   help="how the search picks the next variant (--strategy: its former name)")
     p.add_argument("--objectives", nargs="+", default=list(search.objectives), choices=OBJECTIVE_NAMES)
     p.add_argument("--max-cost", type=float, help="max US$ per example for the chosen variant")
     p.add_argument("--max-p95", type=float, help="max p95 latency (s) per example for the chosen variant")

@@ -31,9 +31,9 @@ from optimizer.models import ModelPool
 from optimizer.records import CompileObserver, Stage, TrialRecord
 from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
 from optimizer.search.calibrate import calibrate_steps, unscorable
+from optimizer.search.samplers import DONE, make_sampler, param_choices, params_of, variant_from_params
 from optimizer.search.settings import Budget, Caps, SearchSettings
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
-from optimizer.search.strategies import DONE, make_strategy, param_choices, params_of, variant_from_params
 from optimizer.search.study_store import WORKER, Spent, StudyStore, label
 from optimizer.space.build import build_program
 from optimizer.space.variant import SearchSpace, StepChoice, Variant, is_scoring
@@ -67,7 +67,7 @@ class Session:
                  caps: Caps, observer: CompileObserver | None):
         self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
         self.objectives, self.budget, self.seed, self.study = list(search.objectives), budget, search.seed, study
-        self.strategy = make_strategy(search.strategy)
+        self.sampler = make_sampler(search.sampler)
         self.minibatch, self.promote_fraction = valset[:search.minibatch], search.promote_fraction
         self.max_cost, self.max_p95, self.observer = caps.max_cost_per_example, caps.max_p95_latency_s, observer
         self.num_threads = search.num_threads
@@ -185,8 +185,8 @@ class Session:
         False when the strategy has nothing left to propose."""
         if heartbeats(self.study):
             fail_stale_trials(self.study)
-        self.study.sampler = self.strategy.sampler(self.seed + len(self.study.trials), len(self.objectives) > 1)
-        params = self.strategy.next_params(self.study, space) if propose else None
+        self.study.sampler = self.sampler.optuna_sampler(self.seed + len(self.study.trials), len(self.objectives) > 1)
+        params = self.sampler.next_params(self.study, space) if propose else None
         if params == DONE and not self.store.queued():
             return False
         if params not in (None, DONE):

@@ -30,12 +30,13 @@ class Budget(BaseModel):
 
 
 class SearchSettings(BaseModel):
-    """How the study searches: the sampler (``strategy``), the objectives (quality first), the seed, the
-    minibatch screening and successive-halving promotion, and concurrent examples on API models."""
+    """How the study searches: the sampler (``sampler``: which variant to try next), the objectives (quality
+    first), the seed, the minibatch screening and successive-halving promotion, and concurrent examples on API
+    models."""
 
     model_config = ConfigDict(frozen=True)
 
-    strategy: Sampler = "tpe"
+    sampler: Sampler = "tpe"
     objectives: tuple[Objective, ...] = ("quality", "cost")
     seed: int = 0
     minibatch: int = Field(16, gt=0)

@@ -184,7 +184,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     with dspy.context(callbacks=[*dspy.settings.callbacks, counter]):
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
                          budget=Budget(calls=calls, seconds=settings.budget_seconds),
-                         search=SearchSettings(strategy=settings.search, seed=settings.seed,
+                         search=SearchSettings(sampler=settings.search, seed=settings.seed,
                                                minibatch=settings.minibatch),
                          space=SpaceSettings(formats=settings.formats, strategies=settings.strategies,
                                              demo_draws=settings.demo_draws, retrieval_sizes=settings.retrieval_sizes),

@@ -45,7 +45,7 @@ def _replay_pool(plan: FaultPlan, fail_model: str | None = None) -> ModelPool:
 def _compile(pool: ModelPool, seed: int, storage: str | None = None) -> CompileResult:
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
                    metric=metric, models=pool, budget=Budget(calls=300),
-                   search=SearchSettings(strategy="random", objectives=("quality",), minibatch=6,
+                   search=SearchSettings(sampler="random", objectives=("quality",), minibatch=6,
                                          promote_fraction=0.5, seed=seed),
                    space=SpaceSettings(formats=("json",), proposer=None, teacher=None),
                    storage=storage, study_name="faults", show_progress=False)

@@ -119,7 +119,7 @@ ODD_VALUES = ["0", "-5", "nan", "inf", "1e9", "x", "", "sc1", "sc3", "xml", "smo
 OPTION_VALUES = st.one_of(st.sampled_from(VALID_VALUES), st.sampled_from(ODD_VALUES), st.text(max_size=8))
 OPTIONS = st.sampled_from(["--budget", "--budget-cost", "--budget-seconds", "--limit", "--train-limit",
                            "--minibatch", "--num-threads", "--strategies", "--formats", "--models", "--seed",
-                           "--strategy", "--objectives", "--max-cost", "--map"])
+                           "--sampler", "--strategy", "--objectives", "--max-cost", "--map"])
 
 
 def test_command_line_options_parse_or_raise_usage_error(record_counts) -> None:

@@ -1,9 +1,11 @@
-"""Search strategies on one interface. All trials live in one Optuna study, whichever strategy
-proposes them, so storage, resume and reporting are the same for every strategy.
+"""Variant samplers (which variant to try next: Optuna's TPE, NSGA-II and random samplers, coordinate ascent,
+exhaustive enumeration) on one interface. Not to be confused with decoding strategies (``direct``, ``cot``,
+``scK``, ``score``: how one step produces its output, :mod:`optimizer.space.variant`). All trials live in one
+Optuna study, whichever sampler proposes them, so storage, resume and reporting are the same for every one.
 
-Lifecycle: before each trial the compile calls :meth:`SearchStrategy.sampler` (a fresh sampler seeded by
+Lifecycle: before each trial the compile calls :meth:`VariantSampler.optuna_sampler` (a fresh sampler seeded by
 ``seed + trial number``, so a resumed compile proposes what an uninterrupted one would) and then
-:meth:`SearchStrategy.next_params`: a params dict to enqueue, ``None`` to let the sampler choose, or
+:meth:`VariantSampler.next_params`: a params dict to enqueue, ``None`` to let the sampler choose, or
 :data:`DONE` to stop. Called from one thread."""
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ def _tried(study: optuna.Study) -> set[tuple[tuple[str, Any], ...]]:
             if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED)}
 
 
-class SearchStrategy(ABC):
+class VariantSampler(ABC):
     """Proposes variants; see the module docstring for the lifecycle."""
 
     name: str
 
-    def sampler(self, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    def optuna_sampler(self, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
         return optuna.samplers.RandomSampler(seed=seed)
 
     @abstractmethod
@@ -57,7 +59,7 @@ class SearchStrategy(ABC):
         """Params to evaluate next, None (the sampler decides), or DONE."""
 
 
-class OptunaSearch(SearchStrategy):
+class OptunaSearch(VariantSampler):
     """Optuna's samplers: TPE (multivariate; multi-objective when there are several objectives), NSGA-II,
     or random. User caps reach them as Optuna constraints (``Trial.set_constraint``), which they honour."""
 
@@ -66,7 +68,7 @@ class OptunaSearch(SearchStrategy):
             raise ValueError(f"unknown Optuna sampler {name!r}")
         self.name = name
 
-    def sampler(self, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
+    def optuna_sampler(self, seed: int, multi_objective: bool) -> optuna.samplers.BaseSampler:
         if self.name == "nsga2":
             return optuna.samplers.NSGAIISampler(seed=seed, population_size=10)
         if self.name == "tpe":
@@ -77,7 +79,7 @@ class OptunaSearch(SearchStrategy):
         return None
 
 
-class Exhaustive(SearchStrategy):
+class Exhaustive(VariantSampler):
     """Every variant of the space in a fixed order: the reference for small spaces."""
 
     name = "exhaustive"
@@ -92,7 +94,7 @@ class Exhaustive(SearchStrategy):
         return DONE
 
 
-class CoordinateAscent(SearchStrategy):
+class CoordinateAscent(VariantSampler):
     """Change one choice at a time from the best variant so far (as LLMSelector does for model
     assignment); stop when no single change of the best is left untried."""
 
@@ -113,7 +115,7 @@ class CoordinateAscent(SearchStrategy):
         return DONE
 
 
-def make_strategy(name: str) -> SearchStrategy:
+def make_sampler(name: str) -> VariantSampler:
     """'tpe', 'nsga2', 'random', 'coordinate' or 'exhaustive'."""
     if name == "exhaustive":
         return Exhaustive()
