@@ -2,6 +2,7 @@
 ``progopt run``), so a local model gets one llama.cpp instance per step (the step is the instance's KV slot)."""
 
 import dspy
+import pytest
 from dspy.lm15 import Request
 
 from optimizer.accounting import current_step
@@ -38,3 +39,14 @@ def test_a_two_step_program_run_directly_calls_each_step_in_its_own_slot():
     assert program(question="q?").answer == "x"  # as `progopt run` calls it: no evaluation, no ledger
     assert StepRecorder.steps == ["first", "second"]
     assert current_step() is None
+
+
+@pytest.mark.slow
+def test_a_two_step_program_on_one_local_model_loads_one_llama_instance_per_step():
+    from optimizer.models import local
+
+    model = "local/smollm2-135m"
+    program = build_program(Chain(), baseline_steps(Chain(), model, "compact"), ModelPool.from_names([model]).lm)
+    program(question="What is the capital of France?")  # as `progopt run` calls a loaded artifact's program
+    slots = {key[3] for key in local._LOADED if key[0].endswith(".gguf") and "smollm" in key[0].lower()}
+    assert {"first", "second"} <= slots
