@@ -52,6 +52,7 @@ _CONTEXT = (
 _B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/=_\-])")
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 B64_ENTROPY = 4.0
+B64_ENTROPY_NO_DIGIT = 4.2  # a long token without digits must look random (a random base64 key of 32+ chars)
 
 
 def _entropy(text: str) -> float:
@@ -60,10 +61,18 @@ def _entropy(text: str) -> float:
 
 
 def _high_entropy(token: str) -> bool:
-    """A long mixed-case-and-digit token with high entropy (a base64 key), not a hex hash or id."""
+    """A long mixed-case token with high entropy (a base64 key), not a hex hash or id: with a digit, entropy of
+    at least :data:`B64_ENTROPY`; without one (about 1 random 30-byte key in 800), 32+ characters, at least
+    :data:`B64_ENTROPY_NO_DIGIT` and random case (a quarter to three quarters of its letters upper case, where
+    CamelCase identifiers have few)."""
     core = token.rstrip("=")
-    return (not _HEX.match(core) and any(c.isupper() for c in core) and any(c.islower() for c in core)
-            and any(c.isdigit() for c in core) and _entropy(core) >= B64_ENTROPY)
+    if _HEX.match(core) or not any(c.isupper() for c in core) or not any(c.islower() for c in core):
+        return False
+    if any(c.isdigit() for c in core):
+        return _entropy(core) >= B64_ENTROPY
+    letters = [c for c in core if c.isalpha()]
+    upper = sum(c.isupper() for c in letters) / len(letters)
+    return len(core) >= 32 and 0.25 <= upper <= 0.75 and _entropy(core) >= B64_ENTROPY_NO_DIGIT
 
 
 @cache

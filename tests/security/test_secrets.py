@@ -40,6 +40,14 @@ def test_env_values_are_masked_by_the_variable_name_alone():
         assert detector.mask(f"before {value} after") == "before *** after", name
 
 
+def test_a_random_base64_key_without_digits_is_masked_and_long_identifiers_are_not():
+    detector = SecretDetector({})
+    key = "GTIbfElWIScRqHvLzxNmAkYpDuJwOeTsBfgQhVrKcMaZ"  # a base64 key that happened to draw no digit
+    assert detector.mask(f"x {key} y") == "x *** y"
+    for text in ("ConfiguredPredictWithCalibratedLabelScoring", "test_a_random_base64_key_without_digits_is_masked"):
+        assert detector.mask(text) == text
+
+
 def test_ordinary_text_is_left_alone():
     detector = SecretDetector({})
     for text in ("max_tokens=256 variant_key=ab12cd34ef56", "it proves quite compelling as an intense study .",
