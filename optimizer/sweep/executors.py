@@ -1,13 +1,14 @@
 """Where cells run. Nothing here schedules by hand: claims go through an Optuna study, distribution through Ray.
 
-- **Local** (``--workers N``): N processes (or this one, for N = 1) each loop ``study.optimize(n_trials=1)``
-  on the sweep's *ledger* study, in which every unfinished cell is an enqueued trial carrying its id.
-  Optuna pops each waiting trial exactly once (also across ``progopt sweep`` processes sharing a
-  PostgreSQL ``--storage``); its heartbeat fails the trial of a killed process after a grace period and
-  ``RetryHeartbeatStaleTrialCallback`` re-enqueues it, so a rerun or another worker picks it up and the cell resumes
-  from its own study. Should two trials ever carry one cell (two processes enqueueing at once), the one with
-  the lowest number runs it and the others are pruned. A cell is finished when its ``outcome.json`` exists,
-whatever the ledger says, so a finished cell is never run again.
+- **Local** (``--workers N``): N processes (or this one, for N = 1) each loop ``study.ask()`` (under a lock
+  file: SQLite has no row locks, and two processes once popped the same trial), the cell under the trial's
+  heartbeat, ``study.tell``, on the sweep's *ledger* study, in which every unfinished cell is an enqueued
+  trial carrying its id. Optuna pops each waiting trial exactly once (across ``progopt sweep`` processes
+  sharing a PostgreSQL ``--storage`` by its row lock); its heartbeat fails the trial of a killed process
+  after a grace period and ``RetryHeartbeatStaleTrialCallback`` re-enqueues it, so a rerun or another worker
+  picks it up and the cell resumes from its own study. Should two trials ever carry one cell (two processes
+  enqueueing at once), the one with the lowest number runs it and the others are pruned. A cell is finished
+  when its ``outcome.json`` exists, whatever the ledger says, so a finished cell is never run again.
 - **Ray** (``--executor ray``): each unfinished cell is a Ray task (``num_cpus`` each, retried if its node
   dies); the stable cell id makes a retried task resume instead of restart.
 
@@ -17,15 +18,18 @@ threads spin and made calls up to 40x slower here).
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from optimizer.search.storage import heartbeat
 from optimizer.sweep.cell import read_outcome, run_cell
 from optimizer.sweep.config import CellSettings
 
@@ -116,9 +120,31 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
                 optuna.storages.fail_stale_trials(study)  # a dead process's trial fails; its retry is enqueued
             enqueue(job, list(cells.values()))  # and a cell with no live trial at all goes back on the ledger
             continue
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.optimize(objective, n_trials=1, catch=())
+        with _claiming(job):  # SQLite has no row locks: two processes could pop the same waiting trial
+            trial = study.ask()
+        with heartbeat(study, trial):
+            try:
+                value = objective(trial)
+            except optuna.TrialPruned:
+                study.tell(trial, state=TrialState.PRUNED)
+                continue
+            except BaseException:
+                study.tell(trial, state=TrialState.FAIL)
+                raise
+            study.tell(trial, value)
+
+
+@contextmanager
+def _claiming(job: CellJob) -> Iterator[None]:
+    """An exclusive lock, across this machine's processes, on popping the ledger's next waiting trial (a
+    PostgreSQL ledger locks the row itself; a SQLite one does not, so two workers could run one cell)."""
+    job.output.mkdir(parents=True, exist_ok=True)
+    with open(job.output / ".ledger.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def run_local(job: CellJob, cells: Sequence[CellSettings], workers: int, *, on_idle: Callable[[], None]) -> None:
