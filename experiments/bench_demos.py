@@ -87,14 +87,14 @@ def measure(pool: ModelPool, model: str, name: str, split: str, limit: int, demo
     program = build_program(bench.program(), {STEP: step}, pool.lm)
     ev = evaluate(program, bench.task.load(split, limit=limit), bench.metric, show_progress=False)
     s = ev.summary()
-    n = s["examples"]
+    n = s.examples
     label = first_label_field(dict(bench.program().named_predictors())[STEP].signature)
     predicted = Counter(str((r.prediction or {}).get(label)) for r in ev.results)
     majority, count = predicted.most_common(1)[0]
-    return {"model": model, "task": name, "split": split, "demos": demos, "examples": n, "accuracy": s["score"],
-            "ci95": s["score_ci"], "validity": s["validity_rate"], "lm_calls": s["lm_calls"],
+    return {"model": model, "task": name, "split": split, "demos": demos, "examples": n, "accuracy": s.score,
+            "ci95": s.score_ci, "validity": s.validity_rate, "lm_calls": s.lm_calls,
             "s_per_example": sum(r.latency_s for r in ev.results) / n,
-            "input_tokens_per_example": s["input_tokens"] / n,
+            "input_tokens_per_example": s.input_tokens / n,
             "majority_label": majority, "majority_share": count / n, "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 

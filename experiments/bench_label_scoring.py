@@ -79,14 +79,14 @@ def run_cell(pool: ModelPool, model: str, name: str, strategy: str, limit: int) 
     ev = evaluate(configured, examples, bench.metric, show_progress=False)
     wall = time.perf_counter() - started
     s = ev.summary()
-    n = s["examples"]
+    n = s.examples
     predicted = Counter(str((r.prediction or {}).get(bench.label)) for r in ev.results)
     majority, count = predicted.most_common(1)[0]
-    return {"model": model, "task": name, "strategy": strategy, "examples": n, "accuracy": s["score"],
-            "ci95": s["score_ci"], "validity": s["validity_rate"],
+    return {"model": model, "task": name, "strategy": strategy, "examples": n, "accuracy": s.score,
+            "ci95": s.score_ci, "validity": s.validity_rate,
             "s_per_example": sum(r.latency_s for r in ev.results) / n, "wall_s_per_example": wall / n,
-            "majority_label": majority, "majority_share": count / n, "mean_confidence": s["mean_confidence"],
-            "lm_calls": s["lm_calls"], "calibration_calls": calibration_calls, "cached_calls": s["cached_calls"],
+            "majority_label": majority, "majority_share": count / n, "mean_confidence": s.mean_confidence,
+            "lm_calls": s.lm_calls, "calibration_calls": calibration_calls, "cached_calls": s.cached_calls,
             "prior": steps[STEP].prior, "loadavg_1m": round(os.getloadavg()[0], 2)}
 
 
