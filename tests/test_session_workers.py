@@ -61,7 +61,8 @@ def _compile(storage: str, metric_fn=metric, **kw) -> object:
                    metric=metric_fn, models=replay_pool(), budget=Budget(**{"trials": 4, **kw.pop("budget", {})}),
                    search=SearchSettings(sampler="random", objectives=("quality",), minibatch=12,
                                          promote_fraction=1.0, seed=0),
-                   space=SpaceSettings(formats=kw.pop("formats", ("json",)), proposer=None, teacher=None),
+                   space=SpaceSettings(formats=kw.pop("formats", ("json",)), demo_draws=kw.pop("demo_draws", 1),
+                                       proposer=None, teacher=None),
                    storage=storage, study_name="s", show_progress=False, **kw)
 
 
@@ -91,6 +92,8 @@ def test_a_rerun_with_other_options_is_refused_by_the_stored_space(tmp_path):
     _compile(storage)
     with pytest.raises(UsageError, match=r"the study searches formats \['json'\] \(asked \['json', 'compact'\]\)"):
         _compile(storage, formats=("json", "compact"))
+    with pytest.raises(UsageError, match=r"the study searches demo draws 1 \(asked 3\)"):
+        _compile(storage, demo_draws=3)
 
 
 def test_running_out_of_budget_while_building_the_space_stops_the_compile_and_stores_no_space(tmp_path):

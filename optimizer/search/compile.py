@@ -67,7 +67,8 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
                     teacher=teacher, strategies=strategies, formats=formats, demo_draws=space.demo_draws,
                     retrieval_sizes=space.retrieval_sizes),
-                    models=pool.names, strategies=strategies, formats=formats)
+                    models=pool.names, strategies=strategies, formats=formats, demo_draws=space.demo_draws,
+                    retrieval_sizes=space.retrieval_sizes)
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
             session.search(built)

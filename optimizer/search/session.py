@@ -122,17 +122,20 @@ class Session:
             yield
 
     def space(self, build: Callable[[], SearchSpace], *, models: Sequence[str], strategies: Sequence[str],
-              formats: Sequence[str]) -> SearchSpace:
+              formats: Sequence[str], demo_draws: int = 1, retrieval_sizes: Sequence[int] = ()) -> SearchSpace:
         """The study's stored space, or a newly built one stored with it (so a resume searches the same).
 
-        A stored space must have the requested models, strategies and formats (else :class:`UsageError`:
+        A stored space must have the requested models, strategies, formats, demo draws and retrieval sizes
+        (else :class:`UsageError`:
         a rerun with other options never silently searches the old space). Budget exhaustion during the
         build propagates and nothing is stored. Workers that build concurrently build the same space (the
         build is seeded); each then uses whatever the storage holds."""
         space = self.store.space(build)
         self.save_spent()
-        asked = {"models": list(models), "strategies": list(strategies), "formats": list(formats)}
-        has = {"models": space.models, "strategies": space.strategies, "formats": space.formats}
+        asked = {"models": list(models), "strategies": list(strategies), "formats": list(formats),
+                 "demo draws": demo_draws, "retrieval sizes": list(retrieval_sizes)}
+        has = {"models": space.models, "strategies": space.strategies, "formats": space.formats,
+               "demo draws": space.demo_draws, "retrieval sizes": space.retrieval_sizes}
         if asked != has:
             diff = "; ".join(f"{k} {has[k]} (asked {asked[k]})" for k in asked if asked[k] != has[k])
             raise UsageError(f"the study searches {diff}: use the same options or another study name",

@@ -54,4 +54,5 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
                                          retrieval_sizes, seed)
         steps[name] = StepSpace(instructions=instructions, demo_sets={k: _plain(v) for k, v in demo_sets.items()},
                                 retrieved=retrieved, labels_only=label_set(sig) is not None)
-    return SearchSpace(steps=steps, models=list(models), strategies=list(strategies), formats=list(formats))
+    return SearchSpace(steps=steps, models=list(models), strategies=list(strategies), formats=list(formats),
+                       demo_draws=demo_draws, retrieval_sizes=list(retrieval_sizes))

@@ -106,6 +106,8 @@ class SearchSpace(BaseModel):
     models: list[str]
     strategies: list[str] = Field(default_factory=lambda: ["direct"])
     formats: list[Format] = Field(default_factory=lambda: ["json"])
+    demo_draws: int = 1  # label-balanced sets per demo size (spaces stored before issue #16: 1)
+    retrieval_sizes: list[int] = Field(default_factory=list)  # knn{k} candidates per step
 
     def choices(self, step: str) -> dict[str, list[str]]:
         """The categorical choices of ``step``, field by field, in a fixed order."""
