@@ -73,7 +73,7 @@ def print_report(result: CompileResult) -> None:
     """Validation front and baselines, then the test split (when evaluated)."""
     full = result.best_records()
     front = {describe(full[k]) + (" *" if k == result.chosen else ""): full[k].summary for k in result.front}
-    base = {describe(b): b.summary for b in result.baselines}
+    base = {describe(b): b.summary for b in result.baselines if b.variant_key not in result.front}
     print_table(evaluation_table("validation: Pareto front (* chosen) and baselines", {**front, **base}))
     if result.test:
         print_table(evaluation_table("test split", {describe(t) + (" *" if t.variant_key == result.chosen else ""):
@@ -129,7 +129,7 @@ def markdown_report(result: CompileResult) -> str:
              f"{len(result.trials)} evaluations; search space size {result.space.size()}", "",
              "## Validation: Pareto front (quality vs cost; * chosen) and baselines", "", header]
     lines += [_row(describe(full[k]) + (" *" if k == result.chosen else ""), full[k].summary) for k in result.front]
-    lines += [_row(describe(b), b.summary) for b in result.baselines]
+    lines += [_row(describe(b), b.summary) for b in result.baselines if b.variant_key not in result.front]
     if result.test:
         lines += ["", "## Test split (never seen during the search)", "", header]
         lines += [_row(describe(t) + (" *" if t.variant_key == result.chosen else ""), t.summary) for t in result.test]

@@ -75,3 +75,14 @@ def test_compact_format_search_replays_and_finds_the_exhaustive_best(compact_exh
     assert {s.format for t in compact_exhaustive.trials for s in t.steps.values()} == {"compact"}
     result = run(replay_pool("compact"), "tpe", trials=30, fmt="compact")
     assert result.chosen == compact_exhaustive.chosen and _best(result) == _best(compact_exhaustive)
+
+
+def test_the_report_lists_a_baseline_on_the_front_once(exhaustive):
+    from optimizer.results import markdown_report
+
+    baseline = exhaustive.baselines[0]
+    front = [baseline.variant_key, *(k for k in exhaustive.front if k != baseline.variant_key)]
+    result = exhaustive.model_copy(update={"front": front})
+    validation = markdown_report(result).split("## Test split")[0]
+    rows = [line for line in validation.splitlines() if line.startswith(f"| {baseline.label} ")]
+    assert len(rows) == 1
