@@ -11,6 +11,7 @@ from dspy.lm15 import Request
 
 from optimizer.models.base import Engine, Generation
 from optimizer.models.prompt import chat_messages
+from optimizer.models.spec import import_litellm
 
 TIMEOUT_S = 120
 
@@ -35,8 +36,7 @@ class ApiEngine(Engine):
     """One ``litellm.completion`` per request."""
 
     def generate(self, request: Request) -> Generation:
-        import litellm
-
+        litellm = import_litellm()
         cfg = request.config
         body: dict[str, Any] = {
             "model": self.spec.name, "messages": chat_messages(request), "timeout": TIMEOUT_S,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from types import ModuleType
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -57,16 +59,24 @@ GEMMA3 = ModelSpec(name="local/gemma3-270m", provider="local", gguf="gemma3", ch
 EMBEDDED_SPECS = {spec.name: spec for spec in (SMOLLM2, GEMMA3)}
 
 
+def import_litellm() -> ModuleType:
+    """LiteLLM, imported with its bundled price map: by default importing LiteLLM downloads the map from
+    GitHub (an endpoint nobody configured, reached while an artifact is only being validated, and seconds of
+    retries offline). A user who wants the download sets ``LITELLM_LOCAL_MODEL_COST_MAP=False``."""
+    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+
+    return litellm
+
+
 def known_model_name(text: str) -> str:
     """``text`` if it is an embedded model or a LiteLLM ``provider/model`` string whose provider LiteLLM knows
     (a mistyped name would otherwise become an API model whose failing calls spend the budget)."""
     if text in EMBEDDED_SPECS:
         return text
     provider, sep, model = text.partition("/")
-    if sep and model and provider != "local":
-        from litellm import provider_list
-
-        if provider in {str(getattr(p, "value", p)) for p in provider_list}:
-            return text
+    if sep and model and provider != "local" and provider in {
+            str(getattr(p, "value", p)) for p in import_litellm().provider_list}:
+        return text
     raise ValueError(f"unknown model {text!r}: use an embedded model ({', '.join(EMBEDDED_SPECS)}) or a LiteLLM "
                      "provider/model string such as openai/gpt-4o-mini")

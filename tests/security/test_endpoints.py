@@ -5,7 +5,10 @@ lists every endpoint and file an artifact would use."""
 from __future__ import annotations
 
 import json
+import os
 import secrets
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -126,3 +129,21 @@ def test_a_model_file_inside_an_allowed_directory_is_used_and_listed(tmp_path, m
     out = capsys.readouterr().out
     assert f"file     classify: {allowed / 'm.gguf'} (allowed)" in out
     assert f"code     programs/sentiment.py:Sentiment -> {ROOT / 'programs' / 'sentiment.py'} (trusted)" in out
+
+
+@pytest.mark.slow
+def test_running_an_api_artifact_reaches_only_its_allowed_endpoint(tmp_path, stub):
+    """Importing LiteLLM downloads its price map from GitHub unless told not to; running an API artifact
+    imports LiteLLM and must not make that request (any HTTPS request fails at a dead proxy, and LiteLLM
+    logs the failed fetch)."""
+    path = _api_artifact(tmp_path, f"http://127.0.0.1:{stub.server_port}/v1")
+    env = {k: v for k, v in os.environ.items() if k != "LITELLM_LOCAL_MODEL_COST_MAP"}
+    env.update(HTTPS_PROXY="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9", PYTHONPATH=str(ROOT),
+               OPENAI_API_KEY="sk-test")
+    script = ("import sys; from optimizer.cli import main; code = main(['run', sys.argv[1], '--input', "
+              "'{\"sentence\": \"a film\"}']); print('litellm imported:', 'litellm' in sys.modules); sys.exit(code)")
+    proc = subprocess.run([sys.executable, "-c", script, str(path)], env=env, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "litellm imported: True" in proc.stdout and len(stub.seen) == 1
+    assert "cost map" not in proc.stderr and "raw.githubusercontent.com" not in proc.stderr
