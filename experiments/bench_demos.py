@@ -50,6 +50,7 @@ SHOTS = 4
 DRAWS = 8
 SEED = 0
 STEP = "classify"
+NOTES = "## Notes"
 PACKAGES = ("dspy", "llama-cpp-python", "scikit-learn", "scipy", "outlines")
 
 
@@ -174,6 +175,13 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def write_markdown(path: Path, report: dict[str, Any]) -> None:
+    """Render the tables, keeping the hand-written ``## Notes`` section of an earlier render."""
+    old = path.read_text() if path.exists() else ""
+    notes = old[old.index(NOTES):] if NOTES in old else ""
+    path.write_text(markdown(report) + ("\n" + notes if notes else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
@@ -205,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
                 report["rows"].append(row)
                 new += 1
                 path.write_text(json.dumps(report, indent=1) + "\n")
-                args.out.with_suffix(".md").write_text(markdown(report))
+                write_markdown(args.out.with_suffix(".md"), report)
                 print(f"{model} {name} {split} {demos}: {100 * row['accuracy']:.1f}% "
                       f"{row['s_per_example']:.3f} s/ex majority {100 * row['majority_share']:.0f}%", flush=True)
 
