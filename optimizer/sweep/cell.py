@@ -204,24 +204,23 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
 
 
 def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) -> int:
-    """The LM-call budget ``budget_from`` asks for: the largest mean (over seeds) of the compile calls any DSPy
-    optimizer used on this program in this sweep, times ``budget_fraction``. Waits until those cells are
-    finished (they are enqueued first); refuses when the sweep has none."""
+    """The LM-call budget ``budget_from`` asks for: the most compile calls any DSPy optimizer used on this
+    program and seed in this sweep, times ``budget_fraction``. Waits until those cells are finished (they are
+    enqueued first); refuses when the sweep has none. Per seed, so a sweep runs in pieces by seed (a piece
+    never waits on seeds another piece will run) and each progopt cell matches the DSPy cells of its own seed."""
     from optimizer.sweep.config import load_cells_settings
 
     peers = [s for s in load_cells_settings(cells.parent) if s.program == settings.program
-             and s.optimizer not in ("progopt", "ZeroShot")]
+             and s.seed == settings.seed and s.optimizer not in ("progopt", "ZeroShot")]
     if not peers:
-        raise ValueError(f"budget_from: the sweep runs no DSPy optimizer on {settings.program.ref}")
+        raise ValueError(f"budget_from: the sweep runs no DSPy optimizer on {settings.program.ref} "
+                         f"with seed {settings.seed}")
     while True:
         done = [read_outcome(cells / p.cell_id()) for p in peers]
         if all(o is not None for o in done):
             break
         time.sleep(wait_s)
-    by_optimizer: dict[str, list[int]] = {}
-    for outcome in done:
-        by_optimizer.setdefault(outcome.settings.optimizer, []).append(outcome.compile_calls)  # type: ignore[union-attr]
-    largest = max(sum(calls) / len(calls) for calls in by_optimizer.values())
+    largest = max(outcome.compile_calls for outcome in done if outcome is not None)
     return max(1, round(largest * settings.budget_fraction))
 
 

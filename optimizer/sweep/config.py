@@ -85,7 +85,7 @@ class CellSettings(BaseModel):
     budget: int = Field(300, gt=0, le=1_000_000,
                         description="LM calls of the compile (progopt; GEPA's max_metric_calls)")
     budget_from: Literal["dspy-max"] | None = Field(
-        None, description="progopt cells: instead of `budget`, the largest mean LM calls any DSPy optimizer used on "
+        None, description="progopt cells: instead of `budget`, the most LM calls any DSPy optimizer used on "
         "the same program in this sweep (times `budget_fraction`); those cells run first")
     budget_fraction: float = Field(1.0, gt=0, le=10)
     budget_seconds: float | None = Field(None, gt=0)

@@ -1,0 +1,42 @@
+"""``budget_from: dspy-max``: a progopt cell's budget is the most LM calls a DSPy optimizer used on its program
+and seed, so a sweep run in pieces by seed never waits on another piece's cells."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from optimizer.sweep.cell import CellOutcome, matched_budget, write_json
+from optimizer.sweep.config import CELLS_FILE, CellSettings, ProgramSettings
+
+PROGRAM = ProgramSettings(ref="programs/sentiment.py:Sentiment")
+
+
+def _cell(optimizer: str, seed: int, **kw) -> CellSettings:
+    return CellSettings(program=PROGRAM, optimizer=optimizer, seed=seed, **kw)
+
+
+def _finish(cells: Path, settings: CellSettings, calls: int) -> None:
+    write_json(cells / settings.cell_id() / "outcome.json", CellOutcome(
+        cell_id=settings.cell_id(), group="g", label=settings.optimizer, settings=settings, state="done",
+        compile_calls=calls).model_dump(mode="json"))
+
+
+def test_the_budget_matches_the_largest_dspy_compile_of_the_same_seed_without_waiting_for_other_seeds(tmp_path):
+    progopt = _cell("progopt", 0, budget_from="dspy-max", budget_fraction=0.5)
+    seed0 = [_cell("ZeroShot", 0), _cell("MIPROv2", 0), _cell("GEPA", 0)]
+    seed1 = [_cell("MIPROv2", 1), _cell("GEPA", 1)]  # another piece: never finished here
+    every = [progopt, *seed0, *seed1]
+    write_json(tmp_path / CELLS_FILE, [c.model_dump(mode="json") for c in every])
+    cells = tmp_path / "cells"
+    _finish(cells, seed0[0], 0)
+    _finish(cells, seed0[1], 690)
+
+    budget: list[int] = []
+    waiter = threading.Thread(target=lambda: budget.append(matched_budget(progopt, cells, wait_s=0.01)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and not budget  # GEPA of seed 0 is still running: wait for it
+    _finish(cells, seed0[2], 734)
+    waiter.join(5)
+    assert budget == [367]  # half of GEPA's 734, seed 1 ignored
