@@ -137,6 +137,7 @@ def markdown_report(result: CompileResult) -> str:
     lines += ["", "## Chosen variant", ""]
     for name, cfg in chosen.items():
         lines.append(f"- `{name}`: model `{cfg.model}`, format `{cfg.format}`, strategy `{cfg.strategy}`"
-                     f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}, {_demos(cfg)}; "
+                     f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}"
+                     f"{f' (calibration {cfg.calibration})' if cfg.calibration != 'none' else ''}, {_demos(cfg)}; "
                      f"instruction: {cfg.instruction!r}")
     return SecretDetector().mask("\n".join(lines) + "\n")
