@@ -33,7 +33,7 @@ from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
 from optimizer.search.calibrate import calibrate_steps, unscorable
 from optimizer.search.samplers import DONE, make_sampler, param_choices, params_of, variant_from_params
 from optimizer.search.settings import Budget, Caps, SearchSettings
-from optimizer.search.storage import GRACE_S, HEARTBEAT_S, heartbeat, heartbeats
+from optimizer.search.storage import GRACE_S, HEARTBEAT_S, ask, heartbeat, heartbeats
 from optimizer.search.study_store import WORKER, Spent, StudyStore, label
 from optimizer.space.build import build_program
 from optimizer.space.variant import SearchSpace, StepChoice, Variant, is_scoring
@@ -194,7 +194,7 @@ class Session:
             return False
         if params not in (None, DONE):
             self.study.enqueue_trial(params)  # type: ignore[arg-type]
-        trial = self.study.ask()
+        trial = ask(self.study)
         with heartbeat(self.study, trial):
             try:
                 return self._run(trial, space)

@@ -41,6 +41,14 @@ def heartbeats(study: optuna.Study) -> bool:
     return is_heartbeat_enabled(study._storage)
 
 
+def ask(study: optuna.Study) -> optuna.Trial:
+    """``study.ask()`` without Optuna's warning that heartbeats belong to ``Study.optimize``: every trial
+    asked here runs under :func:`heartbeat`, which is the beat ``optimize`` would give it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        return study.ask()
+
+
 @contextmanager
 def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
     """Beat for ``trial`` while the block runs (nothing on storages without heartbeats)."""

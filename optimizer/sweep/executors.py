@@ -29,7 +29,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.search.storage import heartbeat
+from optimizer.search.storage import ask, heartbeat
 from optimizer.sweep.cell import read_outcome, run_cell
 from optimizer.sweep.config import CellSettings
 
@@ -121,7 +121,7 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
             enqueue(job, list(cells.values()))  # and a cell with no live trial at all goes back on the ledger
             continue
         with _claiming(job):  # SQLite has no row locks: two processes could pop the same waiting trial
-            trial = study.ask()
+            trial = ask(study)
         with heartbeat(study, trial):
             try:
                 value = objective(trial)
