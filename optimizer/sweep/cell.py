@@ -82,7 +82,9 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
              ) -> CellOutcome:
     """Run one cell into ``folder`` (skipped if already finished) and return its outcome. Never raises for a
     failure of the cell's own work: that is a ``failed`` outcome with the error (interrupts propagate).
-    Each start is appended to ``runs.jsonl`` (pid, ``worker``, time): a resumed cell has two lines."""
+    Each start is appended to ``runs.jsonl`` (pid, ``worker``, time): a resumed cell has two lines. A cell
+    with ``budget_from`` is ``waiting`` in ``status.json`` until its budget is known (:func:`matched_budget`);
+    its compile time starts after that wait."""
     from optimizer import runtime
     from optimizer.accounting import EngineMeter, metered
 
@@ -100,6 +102,12 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     base = {"cell_id": settings.cell_id(), "group": settings.group(), "label": settings.label(),
             "settings": settings}
     try:
+        budget = settings.budget
+        if settings.budget_from:  # the wait for the DSPy cells is not part of this cell's compile time
+            _status(folder, started, 0, "waiting")
+            budget = matched_budget(settings, folder.parent)
+            started = time.time()
+            _status(folder, started, 0)
         task = _task(settings)
         p = settings.program
         train = task.load(p.train or "train", settings.train_limit)
@@ -108,7 +116,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
         runner = _progopt if settings.optimizer == "progopt" else _dspy
         with metered(EngineMeter(hooks=(_Refresh(folder, started),))):
             fields = runner(settings, folder, task, train, val, test, storage=storage, tracking_uri=tracking_uri,
-                            experiment=experiment, parent_run_id=parent_run_id, started=started)
+                            experiment=experiment, parent_run_id=parent_run_id, budget=budget)
         outcome = CellOutcome(**base, state="done", **fields)
     except Exception as exc:  # noqa: BLE001 - a failed cell is a recorded outcome; the sweep goes on
         from optimizer.secrets import SecretDetector
@@ -164,7 +172,7 @@ def _tags(settings: CellSettings, parent_run_id: str | None) -> dict[str, str]:
 
 def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, *,
              storage: str | None, tracking_uri: str | None, experiment: str, parent_run_id: str | None,
-             started: float) -> dict[str, Any]:
+             budget: int) -> dict[str, Any]:
     import dspy
 
     from optimizer.artifact import load_artifact, save_result
@@ -179,11 +187,10 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
 
         observer = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, log_model=False,
                                  tags=_tags(settings, parent_run_id))
-    calls = matched_budget(settings, folder.parent) if settings.budget_from else settings.budget
-    counter = CallCounter()  # only its seconds: the compile's own accounting counts the calls
+    started, counter = time.time(), CallCounter()  # only its seconds: the compile's own accounting counts the calls
     with dspy.context(callbacks=[*dspy.settings.callbacks, counter]):
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
-                         budget=Budget(calls=calls, seconds=settings.budget_seconds),
+                         budget=Budget(calls=budget, seconds=settings.budget_seconds),
                          search=SearchSettings(sampler=settings.search, seed=settings.seed,
                                                minibatch=settings.minibatch),
                          space=SpaceSettings(formats=settings.formats, strategies=settings.strategies,

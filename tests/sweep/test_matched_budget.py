@@ -3,6 +3,7 @@ and seed, so a sweep run in pieces by seed never waits on another piece's cells.
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -40,3 +41,28 @@ def test_the_budget_matches_the_largest_dspy_compile_of_the_same_seed_without_wa
     _finish(cells, seed0[2], 734)
     waiter.join(5)
     assert budget == [367]  # half of GEPA's 734, seed 1 ignored
+
+
+def test_the_wait_for_the_dspy_cells_is_shown_and_not_counted_as_compile_time(tmp_path, monkeypatch):
+    from optimizer.sweep import cell as cell_module
+
+    clock = [1000.0]
+    seen: list[str] = []
+
+    def matched(settings, cells):  # the DSPy cells take an hour to finish
+        seen.append(json.loads((cells / settings.cell_id() / "status.json").read_text())["state"])
+        clock[0] += 3600
+        return 42
+
+    def task(settings):
+        clock[0] += 5
+        raise ValueError("no data here")
+
+    monkeypatch.setattr(cell_module.time, "time", lambda: clock[0])
+    monkeypatch.setattr(cell_module, "matched_budget", matched)
+    monkeypatch.setattr(cell_module, "_task", task)
+    progopt = _cell("progopt", 0, budget_from="dspy-max")
+    outcome = cell_module.run_cell(progopt, tmp_path / "cells" / progopt.cell_id(), tracking_uri="none")
+    assert seen == ["waiting"]
+    assert outcome.state == "failed" and "no data here" in outcome.error
+    assert outcome.compile_seconds == 5  # the hour of waiting is not the compile's
