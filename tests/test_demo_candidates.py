@@ -218,3 +218,24 @@ def test_the_compile_command_defaults_its_demo_options_to_the_space_settings():
     assert options() == (SpaceSettings().demo_draws, SpaceSettings().retrieval_sizes)
     assert options("--demo-draws", "8", "--retrieved-demos", "2", "4") == (8, (2, 4))
     assert options("--retrieved-demos") == (SpaceSettings().demo_draws, ())
+
+
+def test_a_step_with_more_labels_than_the_largest_demo_size_gets_a_set_with_one_demo_per_label():
+    from optimizer.search.candidates import covering_sizes
+    from optimizer.search.space_builder import build_space
+    from programs.trec_coarse import CoarseQuestionClassifier, metric
+
+    labels = ["ABBR", "DESC", "ENTY", "HUM", "LOC", "NUM"]
+    train = [dspy.Example(question=f"question {i}?", coarse=labels[i % 6]).with_inputs("question") for i in range(30)]
+
+    def no_lm(name):
+        raise AssertionError(f"no LM call expected ({name})")
+
+    space = build_space(CoarseQuestionClassifier(), train, metric, models=[GEMMA3.name], lm_for=no_lm, seed=0,
+                        proposer=None, teacher=None, demo_draws=2)
+    assert space.choices("classify")["demos"] == ["zero", "labeled2", "labeled4", "labeled6", "labeled2.1",
+                                                  "labeled4.1", "labeled6.1"]
+    for name in ("labeled6", "labeled6.1"):
+        assert sorted(d["coarse"] for d in space.steps["classify"].demo_sets[name]) == labels
+    assert covering_sizes((2, 4), 2) == [2, 4]  # SST-2: 2 demos already show both labels
+    assert covering_sizes((2, 4), 50) == [2, 4]  # TREC fine: one per label would be a 50-demo prompt

@@ -26,6 +26,7 @@ from optimizer.space.variant import StepConfig
 PROPOSAL_PATTERN = r"[A-Z][a-z]+ [a-z][^\n{}<>\[\]]*\."
 MIN_DISTINCT_WORD_RATIO = 0.6
 DRAW_RETRIES = 4
+MAX_COVERING_SIZE = 8  # most labels a one-demo-per-label set is added for (see covering_sizes)
 
 
 def _labels(field: Any) -> list[str] | None:
@@ -108,6 +109,14 @@ def propose(signature: type[dspy.Signature], trainset: Sequence[dspy.Example], l
         if usable and text not in found:
             found.append(text)
     return found
+
+
+def covering_sizes(sizes: Sequence[int], labels: int, cap: int = MAX_COVERING_SIZE) -> list[int]:
+    """``sizes``, plus ``labels`` (one demo per label, label-balanced) when no size can show every label and
+    there are at most ``cap`` labels: 2 and 4 demos cannot show TREC's 6 classes; 50 fine classes stay unshown."""
+    if labels > max(sizes, default=0) and labels <= cap:
+        return [*sizes, labels]
+    return list(sizes)
 
 
 def labeled_sets(step_fields: Sequence[str], label_field: str | None, trainset: Sequence[dspy.Example],
@@ -195,6 +204,11 @@ def bootstrapped_sets(program: dspy.Module, trainset: Sequence[dspy.Example], me
         sets = labeled_sets(fields, label_fields.get(step), examples, sizes, seed)
         out[step] = [sets[f"labeled{k}"] for k in sizes if f"labeled{k}" in sets]
     return out
+
+
+def label_count(signature: type[dspy.Signature], field: str | None) -> int:
+    """How many labels the Literal output ``field`` has (0 for None or a field that is not a label)."""
+    return len(_labels(signature.output_fields[field]) or ()) if field else 0
 
 
 def first_label_field(signature: type[dspy.Signature]) -> str | None:

@@ -9,7 +9,15 @@ from typing import Any
 import dspy
 
 from optimizer.adapters.scoring import label_set
-from optimizer.search.candidates import bootstrapped_sets, first_label_field, labeled_draws, propose, rewrites
+from optimizer.search.candidates import (
+    bootstrapped_sets,
+    covering_sizes,
+    first_label_field,
+    label_count,
+    labeled_draws,
+    propose,
+    rewrites,
+)
 from optimizer.search.retrieval import retrieval_candidates
 from optimizer.space.build import baseline_steps
 from optimizer.space.variant import Format, SearchSpace, StepSpace
@@ -29,7 +37,8 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
                 formats: Sequence[Format] = ("json",), demo_draws: int = 1,
                 retrieval_sizes: Sequence[int] = ()) -> SearchSpace:
     """Candidates per step. Every LM call made here (proposals, bootstrapping) counts toward the budget.
-    ``demo_draws``: label-balanced sets per demo size; ``retrieval_sizes``: a retrieved-demo candidate
+    ``demo_draws``: label-balanced sets per demo size (plus one demo per label where no size shows every
+    label: :func:`covering_sizes`); ``retrieval_sizes``: a retrieved-demo candidate
     (``knn{k}``) per size, over the step's training examples."""
     predictors = dict(program.named_predictors())
     label_fields = {name: first_label_field(p.signature) for name, p in predictors.items()}
@@ -47,7 +56,8 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
                 instructions[f"proposed{i}"] = text
         fields = [*sig.input_fields, *sig.output_fields]
         demo_sets: dict[str, list[dict[str, Any]]] = {"zero": []}
-        demo_sets.update(labeled_draws(fields, label_fields[name], trainset, demo_sizes, seed, demo_draws))
+        sizes = covering_sizes(demo_sizes, label_count(sig, label_fields[name]))
+        demo_sets.update(labeled_draws(fields, label_fields[name], trainset, sizes, seed, demo_draws))
         for k, demos in zip(demo_sizes, boot.get(name, []), strict=False):
             demo_sets[f"boot{k}"] = demos
         retrieved = retrieval_candidates(sig, label_fields[name], _plain([ex.toDict() for ex in trainset]),
