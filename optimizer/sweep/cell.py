@@ -1,9 +1,11 @@
 """One cell of a sweep: a progopt compile or a DSPy optimizer run, then the chosen program on the test split.
 
 Lifecycle of a cell folder ``<sweep output>/cells/<cell id>/``: ``settings.json`` (written first),
-``status.json`` (running: LM calls so far, refreshed while it runs), the progopt study (``study.db``, or the
-shared ``--storage`` under the study name ``cell-<id>``), ``artifact.json``/``result.json``/``report.md``
-(progopt cells), and last, atomically, ``outcome.json``: a cell is finished exactly when that file exists.
+``status.json`` (waiting for a matched budget, or running: LM calls so far, refreshed while it runs), the
+progopt study (``study.db``, or the shared ``--storage`` under the study name ``cell-<id>``),
+``artifact.json``/``result.json``/``report.md`` and ``lm-cache/`` (progopt cells; the cell's own response
+cache, see :func:`_cache_for`), and last, atomically, ``outcome.json``: a cell is finished exactly when that
+file exists.
 A rerun skips finished cells; an interrupted progopt cell resumes from its study (finished trials kept,
 paid calls served from the response cache), an interrupted DSPy cell starts again (its paid calls are
 cache hits the second time, so its LM-call count is the first run's only if the first run finished).
@@ -16,6 +18,8 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
     from optimizer.tasks import TaskSetup
 
 OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
+LM_CACHE = "lm-cache"  # a progopt cell's own DSPy response cache (see _progopt)
 
 
 class CellOutcome(BaseModel):
@@ -114,7 +119,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
         val = task.load(p.val or "val", settings.val_limit)
         test = task.load(p.test or "test", settings.test_limit)
         runner = _progopt if settings.optimizer == "progopt" else _dspy
-        with metered(EngineMeter(hooks=(_Refresh(folder, started),))):
+        with metered(EngineMeter(hooks=(_Refresh(folder, started),))), _cache_for(settings, folder):
             fields = runner(settings, folder, task, train, val, test, storage=storage, tracking_uri=tracking_uri,
                             experiment=experiment, parent_run_id=parent_run_id, budget=budget)
         outcome = CellOutcome(**base, state="done", **fields)
@@ -128,6 +133,26 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     write_json(folder / OUTCOME, outcome.model_dump(mode="json"))
     _status(folder, started, outcome.compile_calls, outcome.state)
     return outcome
+
+
+@contextmanager
+def _cache_for(settings: CellSettings, folder: Path) -> Iterator[None]:
+    """DSPy's response cache while the cell runs. A progopt budget counts the calls that reach a model, so a
+    cache shared with other cells would serve a progopt cell their calls for free (the 0.5x cell of a task
+    replays its 1x cell's first trials); each progopt cell gets its own (``folder/lm-cache``, kept, so a
+    resumed cell reuses the calls it already paid for). DSPy cells count every request, cached or not, and
+    keep the process's shared cache, which is restored afterwards."""
+    from optimizer import runtime
+
+    if settings.optimizer != "progopt":
+        yield
+        return
+    shared = runtime.configure()
+    runtime.configure(folder / LM_CACHE)
+    try:
+        yield
+    finally:
+        runtime.configure(shared)
 
 
 def _log_run(outcome: CellOutcome, tracking_uri: str | None, experiment: str, parent_run_id: str | None) -> None:
