@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from optimizer.tasks import TaskSetup
 
 OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
-LM_CACHE = "lm-cache"  # a progopt cell's own DSPy response cache (see _progopt)
+LM_CACHE = "lm-cache"  # a progopt cell's own DSPy response cache (see _cache_for)
 
 
 class CellOutcome(BaseModel):
@@ -212,7 +212,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
 
         observer = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, log_model=False,
                                  tags=_tags(settings, parent_run_id))
-    started, counter = time.time(), CallCounter()  # only its seconds: the compile's own accounting counts the calls
+    started, counter = time.time(), CallCounter()  # counter: LM seconds only; the compile counts its calls
     with dspy.context(callbacks=[*dspy.settings.callbacks, counter]):
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
                          budget=Budget(calls=budget, seconds=settings.budget_seconds),
