@@ -217,7 +217,8 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
                          budget=Budget(calls=budget, seconds=settings.budget_seconds),
                          search=SearchSettings(sampler=settings.search, seed=settings.seed,
-                                               minibatch=settings.minibatch),
+                                               minibatch=settings.minibatch, final_top=settings.final_top,
+                                               final_share=settings.final_share),
                          space=SpaceSettings(formats=settings.formats, strategies=settings.strategies,
                                              demo_draws=settings.demo_draws, retrieval_sizes=settings.retrieval_sizes),
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
@@ -235,24 +236,35 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
             "validation_score": full.summary.score if full else None}
 
 
-def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) -> int:
-    """The LM-call budget ``budget_from`` asks for: the most compile calls any DSPy optimizer used on this
-    program and seed in this sweep, times ``budget_fraction``. Waits until those cells are finished (they are
-    enqueued first); refuses when the sweep has none. Per seed, so a sweep runs in pieces by seed (a piece
-    never waits on seeds another piece will run) and each progopt cell matches the DSPy cells of its own seed."""
+def budget_peers(settings: CellSettings, cells: Path) -> list[CellSettings]:
+    """The cells whose compile calls decide ``settings``' budget (``budget_from``): the DSPy optimizers of the
+    same program and seed in this sweep (none without ``budget_from``). Per seed, so a sweep runs in pieces by
+    seed (a piece never waits on seeds another piece will run) and each progopt cell matches the DSPy cells of
+    its own seed."""
     from optimizer.sweep.config import load_cells_settings
 
-    peers = [s for s in load_cells_settings(cells.parent) if s.program == settings.program
-             and s.seed == settings.seed and s.optimizer not in ("progopt", "ZeroShot")]
+    if not settings.budget_from:
+        return []
+    return [s for s in load_cells_settings(cells.parent) if s.program == settings.program
+            and s.seed == settings.seed and s.optimizer not in ("progopt", "ZeroShot")]
+
+
+def waiting_on(settings: CellSettings, cells: Path) -> list[str]:
+    """The ids of the unfinished cells ``settings`` must wait for before it starts (its budget peers)."""
+    return [p.cell_id() for p in budget_peers(settings, cells) if read_outcome(cells / p.cell_id()) is None]
+
+
+def matched_budget(settings: CellSettings, cells: Path, wait_s: float = 10.0) -> int:
+    """The LM-call budget ``budget_from`` asks for: the most compile calls any of :func:`budget_peers` used,
+    times ``budget_fraction``. Waits until they are finished (the executors start a cell only after its
+    peers, but a peer may be running in another process); refuses when the sweep has none."""
+    peers = budget_peers(settings, cells)
     if not peers:
         raise ValueError(f"budget_from: the sweep runs no DSPy optimizer on {settings.program.ref} "
                          f"with seed {settings.seed}")
-    while True:
-        done = [read_outcome(cells / p.cell_id()) for p in peers]
-        if all(o is not None for o in done):
-            break
+    while waiting_on(settings, cells):
         time.sleep(wait_s)
-    largest = max(outcome.compile_calls for outcome in done if outcome is not None)
+    largest = max(outcome.compile_calls for p in peers if (outcome := read_outcome(cells / p.cell_id())))
     return max(1, round(largest * settings.budget_fraction))
 
 

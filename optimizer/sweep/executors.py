@@ -9,8 +9,12 @@
   picks it up and the cell resumes from its own study. Should two trials ever carry one cell (two processes
   enqueueing at once), the one with the lowest number runs it and the others are pruned. A cell is finished
   when its ``outcome.json`` exists, whatever the ledger says, so a finished cell is never run again.
+  A cell that must wait for others (``budget_from``: its budget is their largest call count) and finds them
+  unfinished goes back to the end of the queue instead of holding its worker (two workers once both held
+  such cells while the cells they waited for sat in the queue).
 - **Ray** (``--executor ray``): each unfinished cell is a Ray task (``num_cpus`` each, retried if its node
-  dies); the stable cell id makes a retried task resume instead of restart.
+  dies); the stable cell id makes a retried task resume instead of restart. A ``budget_from`` cell's task
+  takes its peers' tasks as arguments, so Ray starts it only after them.
 
 llama.cpp threads are split so that workers x threads never exceeds the cores (oversubscribed llama.cpp
 threads spin and made calls up to 40x slower here).
@@ -30,7 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimizer.search.storage import ask, heartbeat
-from optimizer.sweep.cell import read_outcome, run_cell
+from optimizer.sweep.cell import read_outcome, run_cell, waiting_on
 from optimizer.sweep.config import CellSettings
 
 if TYPE_CHECKING:
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 HEARTBEAT_S = 2
 GRACE_S = 10
 IDLE_WAIT_S = 2
+DEFER_WAIT_S = 5  # after putting back a cell that waits for others (budget_from), before the next claim
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,10 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
         rivals = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if any(t.user_attrs.get("cell") == cell and t.number < trial.number for t in rivals):
             raise optuna.TrialPruned(f"cell {cell} is claimed by an earlier trial")
+        if waiting_on(cells[cell], job.output / "cells"):  # holding this worker could starve the cells it waits for
+            study.enqueue_trial({}, user_attrs={"cell": cell})  # so it goes to the back of the queue
+            time.sleep(DEFER_WAIT_S)
+            raise optuna.TrialPruned(f"cell {cell} waits for the cells that decide its budget")
         outcome = run_cell(cells[cell], job.folder(cell), storage=job.storage, tracking_uri=job.tracking_uri,
                            parent_run_id=job.parent_run_id)
         return (outcome.test or {}).get("score", -1.0)
@@ -164,8 +173,9 @@ def run_local(job: CellJob, cells: Sequence[CellSettings], workers: int, *, on_i
             future.result()
 
 
-def _ray_cell(job: CellJob, settings_json: str) -> str:
-    """A Ray task: run one cell (resuming it if a previous attempt was interrupted); returns its outcome JSON."""
+def _ray_cell(job: CellJob, settings_json: str, *after: str) -> str:
+    """A Ray task: run one cell (resuming it if a previous attempt was interrupted); returns its outcome JSON.
+    ``after``: the outcomes of the cells it waits for, passed so that Ray starts it only once they are done."""
     os.environ["PROGOPT_THREADS"] = str(job.threads)
     os.chdir(job.project)
     settings = CellSettings.model_validate_json(settings_json)
@@ -184,8 +194,12 @@ def run_ray(job: CellJob, cells: Sequence[CellSettings], *, address: str | None,
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
     try:
         task = ray.remote(num_cpus=cpus_per_cell, max_retries=3)(_ray_cell)
-        pending = [task.remote(job, c.model_dump_json()) for c in cells
-                   if read_outcome(job.folder(c.cell_id())) is None]
+        refs: dict[str, ray.ObjectRef] = {}
+        for c in cells:  # in run order: a cell's peers (budget_from) are submitted before it
+            if read_outcome(job.folder(c.cell_id())) is None:
+                after = [refs[p] for p in waiting_on(c, job.output / "cells") if p in refs]
+                refs[c.cell_id()] = task.remote(job, c.model_dump_json(), *after)
+        pending = list(refs.values())
         while pending:
             done, pending = ray.wait(pending, num_returns=len(pending), timeout=1.0)
             ray.get(done)

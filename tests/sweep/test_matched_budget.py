@@ -66,3 +66,30 @@ def test_the_wait_for_the_dspy_cells_is_shown_and_not_counted_as_compile_time(tm
     assert seen == ["waiting"]
     assert outcome.state == "failed" and "no data here" in outcome.error
     assert outcome.compile_seconds == 5  # the hour of waiting is not the compile's
+
+
+def test_a_worker_puts_back_a_cell_whose_budget_cells_are_queued_behind_it(tmp_path, monkeypatch):
+    """The deadlock of 2026-12-01: a killed run's DSPy cells were re-queued behind its progopt cells, and
+    both workers held a progopt cell waiting for DSPy cells no worker was free to run."""
+    from optimizer.sweep import executors
+
+    progopt = _cell("progopt", 0, budget_from="dspy-max")
+    gepa = _cell("GEPA", 0)
+    write_json(tmp_path / CELLS_FILE, [c.model_dump(mode="json") for c in (progopt, gepa)])
+    job = executors.CellJob(output=tmp_path, project=tmp_path, storage=None,
+                            ledger=f"sqlite:///{tmp_path / 'sweep.db'}", ledger_name="sweep-t", tracking_uri="none",
+                            parent_run_id=None, threads=1)
+    executors.enqueue(job, [progopt])  # queued first: the DSPy cell that decides its budget comes after it
+    executors.enqueue(job, [gepa])
+    ran: list[str] = []
+
+    def run_cell(settings, folder, **_):
+        assert not executors.waiting_on(settings, tmp_path / "cells")  # it would wait forever here
+        ran.append(settings.optimizer)
+        _finish(tmp_path / "cells", settings, 600)
+        return CellOutcome(cell_id=settings.cell_id(), group="g", label="x", settings=settings, state="done")
+
+    monkeypatch.setattr(executors, "run_cell", run_cell)
+    monkeypatch.setattr(executors, "DEFER_WAIT_S", 0)
+    executors.claim_and_run(job, {c.cell_id(): c for c in (progopt, gepa)})
+    assert ran == ["GEPA", "progopt"]
