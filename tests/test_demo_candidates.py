@@ -103,7 +103,7 @@ def _config(k: int = 4, label: str | None = "sentiment") -> RetrievalConfig:
 
 def test_retriever_finds_the_most_similar_example_balanced_and_deterministically():
     config = _config()
-    query = {"sentence": config.pool[17]["sentence"]}
+    query = {"sentence": config.pool[17]["sentence"] + " indeed"}
     first = Retriever(config).select(query)
     assert 17 in first and len(first) == 4 and first == sorted(first)
     assert _labels([config.pool[i] for i in first]) == {"positive": 2, "negative": 2}
@@ -115,8 +115,15 @@ def test_retriever_finds_the_most_similar_example_balanced_and_deterministically
 def test_retrieval_over_many_labels_gives_distinct_labels_when_k_is_small():
     pool = retrieval_pool(["text", "topic"], [ex.toDict() for ex in NEWS.load("train")], seed=0)
     retriever = Retriever(RetrievalConfig(k=3, inputs=["text"], label_field="topic", pool=pool))
-    demos = retriever.demos({"text": pool[5]["text"]})
+    demos = retriever.demos({"text": pool[5]["text"] + " (report)"})
     assert len({d["topic"] for d in demos}) == 3 and pool[5] in demos
+
+
+def test_a_pool_example_is_never_retrieved_as_its_own_demo():
+    config = _config()
+    for i in (0, 17, 42):  # scoring a training example retrieves from the others (leave-one-out)
+        chosen = Retriever(config).select({"sentence": config.pool[i]["sentence"]})
+        assert i not in chosen and len(chosen) == 4
 
 
 def test_the_pool_keeps_only_the_step_fields_and_a_seeded_sample_above_the_limit():

@@ -11,7 +11,7 @@ a pure function of the pool, so every place that loads the same config retrieves
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,12 +37,14 @@ def _text(example: Mapping[str, Any], fields: Sequence[str]) -> str:
     return "\n".join(str(example.get(f, "")) for f in fields)
 
 
-def balanced_top(scores: np.ndarray, labels: Sequence[str] | None, k: int) -> list[int]:
-    """``k`` indices by descending score (ties: lower index first). With ``labels``, round-robin over the
-    labels, each label's turn taking its best remaining example; labels take turns in the order of their best
-    example, so with fewer than ``k`` labels each appears about ``k / n_labels`` times and with more, the
-    ``k`` labels with the most similar examples appear once. The result is sorted by pool index."""
-    ranked = [int(i) for i in np.lexsort((np.arange(len(scores)), -scores))]
+def balanced_top(scores: np.ndarray, labels: Sequence[str] | None, k: int,
+                 exclude: Collection[int] = ()) -> list[int]:
+    """``k`` indices by descending score (ties: lower index first), none of ``exclude``. With ``labels``,
+    round-robin over the labels, each label's turn taking its best remaining example; labels take turns in
+    the order of their best example, so with fewer than ``k`` labels each appears about ``k / n_labels``
+    times and with more, the ``k`` labels with the most similar examples appear once. The result is sorted
+    by pool index."""
+    ranked = [int(i) for i in np.lexsort((np.arange(len(scores)), -scores)) if int(i) not in exclude]
     if labels is None:
         return sorted(ranked[:k])
     buckets: dict[str, list[int]] = {}
@@ -65,15 +67,19 @@ class Retriever:
     def __init__(self, config: RetrievalConfig):
         self.config = config
         self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True)
-        self._matrix = self._vectorizer.fit_transform([_text(d, config.inputs) for d in config.pool])
+        self._texts = [_text(d, config.inputs) for d in config.pool]
+        self._matrix = self._vectorizer.fit_transform(self._texts)
         field = config.label_field
         self._labels = [str(d.get(field)) for d in config.pool] if field else None
 
     def select(self, inputs: Mapping[str, Any]) -> list[int]:
-        """Pool indices of the demos for ``inputs``, in pool order (a fixed order shares KV prefixes)."""
-        query = self._vectorizer.transform([_text(inputs, self.config.inputs)])
-        scores = np.asarray((self._matrix @ query.T).todense()).ravel()
-        return balanced_top(scores, self._labels, self.config.k)
+        """Pool indices of the demos for ``inputs``, in pool order (a fixed order shares KV prefixes). A pool
+        example with the same inputs is never its own demo, so scoring training examples (the final
+        selection's holdout) is leave-one-out, not a lookup of their labels."""
+        text = _text(inputs, self.config.inputs)
+        scores = np.asarray((self._matrix @ self._vectorizer.transform([text]).T).todense()).ravel()
+        same = {i for i, t in enumerate(self._texts) if t == text}
+        return balanced_top(scores, self._labels, self.config.k, exclude=same)
 
     def demos(self, inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
         return [self.config.pool[i] for i in self.select(inputs)]
