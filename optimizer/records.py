@@ -14,7 +14,9 @@ from optimizer.models.spec import ModelSpec
 from optimizer.space.variant import SearchSpace, StepConfig, Variant
 from optimizer.summary import Summary
 
-Stage = Literal["baseline", "minibatch", "full", "test"]
+# minibatch: a trial's screening; full: the validation split; final: validation plus held-out training
+# examples (the final selection's re-scoring of the top variants); test: the report after the compile.
+Stage = Literal["baseline", "minibatch", "full", "final", "test"]
 
 
 class TrialRecord(BaseModel):
@@ -63,10 +65,16 @@ class CompileResult(BaseModel):
                 best[t.variant_key] = t
         return best
 
+    def finals(self) -> dict[str, TrialRecord]:
+        """The final-selection record of each variant it re-scored (validation plus held-out examples)."""
+        return {t.variant_key: t for t in self.trials if t.stage == "final"}
+
     def best_records(self) -> dict[str, TrialRecord]:
-        """Each variant's most complete record: its full-validation one, else its latest minibatch one (a
-        compile whose budget ran out before any promotion has a front of minibatch records)."""
-        return {**{t.variant_key: t for t in self.trials if t.stage == "minibatch"}, **self.best_full()}
+        """Each variant's most complete record: its final-selection one, else its full-validation one, else
+        its latest minibatch one (a compile whose budget ran out before any promotion has a front of
+        minibatch records)."""
+        return {**{t.variant_key: t for t in self.trials if t.stage == "minibatch"}, **self.best_full(),
+                **self.finals()}
 
     def chosen_steps(self) -> dict[str, StepConfig]:
         return next(t.steps for t in [*self.trials, *self.baselines] if t.variant_key == self.chosen)

@@ -61,18 +61,26 @@ def _demos(config: StepConfig) -> str:
 
 def describe(record: TrialRecord) -> str:
     """A short label: the record's own label, or each step's model/format/strategy/demos."""
+    final = f" (final: {record.examples} ex)" if record.stage == "final" else ""
     if record.label:
-        return record.label
+        return record.label + final
     parts = [f"{name}={c.model.split('/')[-1]},{c.format},{c.strategy}{c.samples if c.strategy == 'sc' else ''}"
              f"{'-' + c.calibration if c.calibration != 'none' else ''},{_demos(c).replace(' ', '')}"
              for name, c in record.steps.items()]
-    return f"{record.variant_key} " + " ".join(parts)
+    return f"{record.variant_key} " + " ".join(parts) + final
+
+
+def shown_keys(result: CompileResult) -> list[str]:
+    """The variants a report lists: the front, then the chosen one if it is not on it (with a final
+    selection the choice is among the re-scored variants, which a variant scored on validation alone may
+    dominate)."""
+    return [*result.front, *([] if result.chosen in result.front else [result.chosen])]
 
 
 def print_report(result: CompileResult) -> None:
     """Validation front and baselines, then the test split (when evaluated)."""
     full = result.best_records()
-    front = {describe(full[k]) + (" *" if k == result.chosen else ""): full[k].summary for k in result.front}
+    front = {describe(full[k]) + (" *" if k == result.chosen else ""): full[k].summary for k in shown_keys(result)}
     base = {describe(b): b.summary for b in result.baselines if b.variant_key not in result.front}
     print_table(evaluation_table("validation: Pareto front (* chosen) and baselines", {**front, **base}))
     if result.test:
@@ -128,7 +136,8 @@ def markdown_report(result: CompileResult) -> str:
              f"seed {result.seed}; budget {result.budget}; spent {result.spent}; "
              f"{len(result.trials)} evaluations; search space size {result.space.size()}", "",
              "## Validation: Pareto front (quality vs cost; * chosen) and baselines", "", header]
-    lines += [_row(describe(full[k]) + (" *" if k == result.chosen else ""), full[k].summary) for k in result.front]
+    lines += [_row(describe(full[k]) + (" *" if k == result.chosen else ""), full[k].summary)
+              for k in shown_keys(result)]
     lines += [_row(describe(b), b.summary) for b in result.baselines if b.variant_key not in result.front]
     if result.test:
         lines += ["", "## Test split (never seen during the search)", "", header]

@@ -57,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
     url = args.storage or f"sqlite:///{out.with_suffix('.study.db')}"
     storage = _storage(url)
     search = SearchSettings(sampler=args.sampler, objectives=tuple(args.objectives), seed=args.seed,
-                            minibatch=args.minibatch, num_threads=args.num_threads)
+                            minibatch=args.minibatch, num_threads=args.num_threads, final_top=args.final_top,
+                            final_share=args.final_share)
     space = SpaceSettings(formats=tuple(args.formats), strategies=tuple(args.strategies),
                           proposer=None if args.proposer == "none" else args.proposer,
                           teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
@@ -116,6 +117,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=space.teacher, help="pool model bootstrapping demos ('none' to skip)")
     p.add_argument("--minibatch", type=positive_int, default=search.minibatch,
                    help="validation examples for screening")
+    p.add_argument("--final-top", type=int, default=search.final_top, metavar="K",
+                   help="re-score the K best validated variants on held-out training examples and choose among "
+                   f"them (default {search.final_top}: choose by validation alone)")
+    p.add_argument("--final-share", type=float, default=search.final_share,
+                   help=f"budget share kept for --final-top (default {search.final_share})")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite next to --out)")
     p.add_argument("--study-name", help="resume/continue this study (default: derived from program and data)")
     p.add_argument("--tracking-uri", default=None,

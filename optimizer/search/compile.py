@@ -33,7 +33,9 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             show_progress: bool = True) -> CompileResult:
     """Search each step's instruction, demos, model, strategy and format (``space``) with ``search``; return
     every evaluated variant, the validation Pareto front over ``search.objectives`` and the chosen variant
-    (highest validation quality within ``caps``); None takes each value object's defaults. The input
+    (highest validation quality within ``caps``, or with ``search.final_top`` the best of the top variants
+    re-scored on validation plus held-out training examples: :mod:`optimizer.search.selection`); None takes
+    each value object's defaults. The input
     program is never mutated.
 
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///study.db`` or PostgreSQL) makes the compile
@@ -72,6 +74,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
             session.search(built)
+            session.finish(built)
         session.advance = lambda **_: None  # the bar is closed
         result = _result(session, built, ref, datasets, testset, run_id)
     except BaseException as exc:
@@ -88,14 +91,16 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
     from optimizer.refs import source_hash
 
     trials = session.store.minibatch_records()
-    full = session.store.full_records()
-    trials += sorted(full.values(), key=lambda r: r.number)
+    full, finals = session.store.full_records(), session.store.final_records()
+    trials += sorted(full.values(), key=lambda r: r.number) + sorted(finals.values(), key=lambda r: r.number)
     baselines = [r for r in full.values() if r.label and r.label.startswith("baseline")]
-    candidates = list(full.values()) or [t for t in trials if t.stage == "minibatch"]
+    candidates = list({**full, **finals}.values()) or [t for t in trials if t.stage == "minibatch"]
     if not candidates:
         raise BudgetExhausted("the budget ran out before any variant was evaluated")
     front = pareto_front(candidates, session.objectives)
-    chosen = choose(candidates, max_cost=session.max_cost, max_p95=session.max_p95)
+    # with a final selection, the choice is among the variants it re-scored (their estimates are comparable)
+    chosen = choose(list(finals.values()) if len(finals) > 1 else candidates, max_cost=session.max_cost,
+                    max_p95=session.max_p95)
     spent = session.spent()  # the test report below is not part of the compile's spending
     session.save_spent()
     test: list[TrialRecord] = []

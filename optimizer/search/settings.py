@@ -28,11 +28,20 @@ class Budget(BaseModel):
     seconds: float | None = None
     trials: int | None = None
 
+    def less(self, share: float) -> Budget:
+        """This budget with its calls, cost and seconds lowered by ``share`` (what the search may spend
+        when ``share`` is kept for the final selection); trials are unchanged."""
+        return Budget(calls=None if self.calls is None else int(self.calls * (1 - share)),
+                      cost=None if self.cost is None else self.cost * (1 - share),
+                      seconds=None if self.seconds is None else self.seconds * (1 - share), trials=self.trials)
+
 
 class SearchSettings(BaseModel):
     """How the study searches: the sampler (``sampler``: which variant to try next), the objectives (quality
-    first), the seed, the minibatch screening and successive-halving promotion, and concurrent examples on API
-    models."""
+    first), the seed, the minibatch screening and successive-halving promotion, the final selection
+    (``final_top`` best validated variants re-scored on held-out training examples with ``final_share`` of the
+    budget, :mod:`optimizer.search.selection`; 0 or 1 = none, the choice is by validation alone), and
+    concurrent examples on API models."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -41,6 +50,8 @@ class SearchSettings(BaseModel):
     seed: int = 0
     minibatch: int = Field(16, gt=0)
     promote_fraction: float = Field(1 / 3, gt=0, le=1)
+    final_top: int = Field(0, ge=0, le=20)
+    final_share: float = Field(0.2, gt=0, lt=1)
     num_threads: int = Field(8, gt=0)
 
     @field_validator("objectives")

@@ -1,7 +1,8 @@
 """The one module that knows what a compile's Optuna study holds, and under which keys.
 
 Study user attributes: ``space`` (the :class:`SearchSpace` JSON, stored once), ``full:<variant key>`` (a
-promoted variant's full-validation :class:`TrialRecord`), ``spent:<worker>`` (a worker session's
+promoted variant's full-validation :class:`TrialRecord`), ``final:<variant key>`` (its final-selection
+record, :mod:`optimizer.search.selection`), ``spent:<worker>`` (a worker session's
 :class:`Spent`). Trial user attributes: ``worker``, ``variant_key``, ``label`` (baselines), ``record`` (the
 minibatch :class:`TrialRecord`), ``feasible``, ``failed_variant``, ``promoting`` and ``duplicate_of``. The
 keys are the study's on-disk format: a study written by an earlier version resumes unchanged.
@@ -23,7 +24,7 @@ from pydantic import BaseModel
 from optimizer.records import TrialRecord
 from optimizer.space.variant import SearchSpace
 
-SPACE, FULL_PREFIX, SPENT_PREFIX = "space", "full:", "spent:"
+SPACE, FULL_PREFIX, FINAL_PREFIX, SPENT_PREFIX = "space", "full:", "final:", "spent:"
 RECORD, WORKER, VARIANT_KEY, LABEL = "record", "worker", "variant_key", "label"
 FEASIBLE, FAILED_VARIANT, PROMOTING, DUPLICATE_OF = "feasible", "failed_variant", "promoting", "duplicate_of"
 LIVE = (TrialState.RUNNING, TrialState.COMPLETE)
@@ -82,6 +83,14 @@ class StudyStore:
         """The full-validation record of every promoted variant, by variant key."""
         return {k[len(FULL_PREFIX):]: TrialRecord.model_validate_json(v) for k, v in self.study.user_attrs.items()
                 if k.startswith(FULL_PREFIX)}
+
+    def final_records(self) -> dict[str, TrialRecord]:
+        """The final-selection record of every variant re-scored so far, by variant key."""
+        return {k[len(FINAL_PREFIX):]: TrialRecord.model_validate_json(v) for k, v in self.study.user_attrs.items()
+                if k.startswith(FINAL_PREFIX)}
+
+    def store_final(self, record: TrialRecord) -> None:
+        self.study.set_user_attr(f"{FINAL_PREFIX}{record.variant_key}", record.model_dump_json())
 
     def promoted(self, variant_key: str) -> bool:
         return f"{FULL_PREFIX}{variant_key}" in self.study.user_attrs

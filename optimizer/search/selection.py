@@ -1,0 +1,89 @@
+"""The final selection of a compile: the search's best validated variants re-scored on the validation split
+plus training examples that none of them shows as a demo, and the choice among them.
+
+Why: the search keeps the best of many noisy validation scores, so the variant it keeps is overestimated
+(the winner's curse): on the head-to-head sweep the chosen variant's validation score exceeded its test score
+by 4.5 to 9.5 points with 100 validation examples, and a variant ranked below it on validation was better on
+test (``experiments/results/reselect-2026-12-01.md``). More examples for the last decision cost a share of
+the budget, taken from the search.
+
+Lifecycle: with ``SearchSettings.final_top`` K > 1, the session searches under the budget less
+``final_share``; then :func:`select_final` takes the K feasible variants with the best full-validation scores,
+holds out the training examples none of them shows as a fixed demo (the same examples for all K; a step with
+retrieved demos never retrieves the scored example itself), as many as the rest of the call budget pays for
+(at least :data:`MIN_HOLDOUT`, else the stage is skipped), and evaluates each variant on validation plus that
+holdout (the validation part comes from the response cache). Each ``final`` record is stored in the study as
+soon as it is measured, so a resumed compile redoes none; budget exhaustion midway keeps the finished ones.
+The compile then chooses among the ``final`` records when at least two exist, else by validation alone.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import dspy
+
+from optimizer.accounting import BudgetExhausted
+from optimizer.records import TrialRecord
+from optimizer.results import feasible
+from optimizer.space.variant import SearchSpace
+
+if TYPE_CHECKING:
+    from optimizer.search.session import Session
+
+MIN_HOLDOUT = 20  # fewer held-out examples than this would not change a decision made on validation
+
+
+def top_validated(records: Sequence[TrialRecord], k: int, max_cost: float | None = None,
+                  max_p95: float | None = None) -> list[TrialRecord]:
+    """The ``k`` feasible full-validation records with the best scores (ties: cheaper, then earlier)."""
+    ok = [r for r in records if feasible(r, max_cost, max_p95)]
+    return sorted(ok, key=lambda r: (-r.summary.score, r.summary.cost_per_example, r.number))[:k]
+
+
+def holdout(trainset: Sequence[dspy.Example], records: Sequence[TrialRecord], fields: Sequence[str]
+            ) -> list[dspy.Example]:
+    """The training examples whose ``fields`` no record shows as a fixed demo, in training order."""
+    key = lambda ex: tuple(str(ex.get(f)) for f in fields)  # noqa: E731
+    shown = {key(d) for r in records for step in r.steps.values() for d in step.demos}
+    return [ex for ex in trainset if key(ex) not in shown]
+
+
+def affordable(records: Sequence[TrialRecord], remaining_calls: int | None, available: int) -> int:
+    """How many held-out examples the remaining calls pay for, for every record (its calls per example on
+    validation, at least one); all of them when calls are not limited."""
+    if remaining_calls is None:
+        return available
+    per_example = sum(max(r.summary.lm_calls / max(r.examples, 1), 1.0) for r in records)
+    return min(available, int(remaining_calls / per_example))
+
+
+def select_final(session: Session, space: SearchSpace, k: int) -> dict[str, TrialRecord]:
+    """Re-score the top ``k`` validated variants (see the module doc) and return every final record the
+    study holds, by variant key. Call after the search, with the session's whole budget restored."""
+    done = session.store.final_records()
+    top = top_validated(list(session.store.full_records().values()), k, session.max_cost, session.max_p95)
+    if len(top) < 2:
+        return done
+    fields = sorted({f for _, p in session.program.named_predictors() for f in p.signature.input_fields})
+    held = holdout(session.trainset, top, fields)
+    todo = [r for r in top if r.variant_key not in done]
+    remaining = None if session.budget.calls is None else session.budget.calls - session.spent().calls
+    # a resumed run sizes the holdout as the first did: what the finished records used counts as available
+    size = next((r.examples - len(session.valset) for r in done.values()), None)
+    if size is None:
+        size = affordable(todo, remaining, len(held))
+    if size < MIN_HOLDOUT:
+        return done
+    chosen = sorted(random.Random(session.seed).sample(range(len(held)), min(size, len(held))))
+    data = [*session.valset, *(held[i] for i in chosen)]
+    try:
+        for record in todo:
+            final = session.evaluate(record.variant, space, data, "final", record.number, record.label)
+            session.store.store_final(final)
+            session.save_spent()
+    except BudgetExhausted:
+        pass  # the finished records stand; the choice uses them if at least two finished
+    return session.store.final_records()
