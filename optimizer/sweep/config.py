@@ -139,10 +139,11 @@ class CellSettings(BaseModel):
 
     def label(self) -> str:
         """A short human name: optimizer (with its model for DSPy cells) and budget."""
+        final = f"+final{self.final_top}" if self.final_top > 1 else ""
         if self.optimizer == "progopt" and self.budget_from:
-            return f"progopt@{self.budget_fraction:g}x{self.budget_from}"
+            return f"progopt@{self.budget_fraction:g}x{self.budget_from}{final}"
         if self.optimizer == "progopt":
-            return f"progopt@{self.budget}"
+            return f"progopt@{self.budget}{final}"
         return f"{self.optimizer}[{self.models[0].split('/')[-1]}]"
 
 

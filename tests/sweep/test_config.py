@@ -49,8 +49,11 @@ include: [{program: {ref: programs/sentiment.py:Sentiment}, optimizer: MIPROv2, 
 def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_matched_budgets():
     _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
     progopt = [c for c in cells if c.optimizer == "progopt"]
-    assert len(cells) == 180 and len(progopt) == 30 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
+    assert len(cells) == 210 and len(progopt) == 60 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
     assert all(c.budget_from == "dspy-max" and c.label().startswith("progopt@") for c in progopt)
+    assert {c.final_top for c in progopt} == {0, 3}  # with and without the final selection
+    one = [c for c in cells if c.seed == 0 and c.program == cells[0].program]
+    assert len({(c.label(), c.models) for c in one}) == len(one)  # every contender is told apart in the report
     assert run_order(cells)[-1].optimizer == "progopt"  # matched budgets run after the DSPy cells
 
 
@@ -58,7 +61,7 @@ def test_only_filters_select_a_piece_of_the_sweep_and_name_a_bad_filter():
     _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
     piece = select(cells, ["seed=0", "program=Sentiment", "optimizer=ZeroShot,GEPA"])
     assert len(piece) == 4 and {c.optimizer for c in piece} == {"ZeroShot", "GEPA"}  # one cell per model
-    assert len(select(cells, ["models=local/gemma3-270m", "seed=1"])) == 5 * (5 + 2)  # progopt cells use the pool
+    assert len(select(cells, ["models=local/gemma3-270m", "seed=1"])) == 5 * (5 + 4)  # progopt cells use the pool
     for bad in ("seed", "color=red", "seed=7", "seed="):
         with pytest.raises(ValueError, match="--only"):
             select(cells, [bad])
