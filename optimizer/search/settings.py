@@ -51,7 +51,7 @@ class SearchSettings(BaseModel):
     minibatch: int = Field(16, gt=0)
     promote_fraction: float = Field(1 / 3, gt=0, le=1)
     final_top: int = Field(0, ge=0, le=20)
-    final_share: float = Field(0.2, gt=0, lt=1)
+    final_share: float = Field(0.25, gt=0, lt=1)
     num_threads: int = Field(8, gt=0)
 
     @field_validator("objectives")

@@ -99,7 +99,7 @@ class CellSettings(BaseModel):
     minibatch: int = Field(12, gt=0, le=10_000)
     final_top: int = Field(0, ge=0, le=20, description="progopt cells: the top validated variants re-scored on "
                            "held-out training examples before the choice (0: none, as before this setting)")
-    final_share: float = Field(0.2, gt=0, lt=1, description="progopt cells: the budget share of that re-scoring")
+    final_share: float = Field(0.25, gt=0, lt=1, description="progopt cells: the budget share of that re-scoring")
     seed: int = Field(0, ge=0)
     train_limit: int | None = Field(None, gt=0)
     val_limit: int | None = Field(60, gt=0)
