@@ -27,9 +27,11 @@ RAY = Path(sys.executable).with_name("ray")
 SMALL = {"train_limit": 24, "val_limit": 6, "test_limit": 4, "minibatch": 3}
 
 
-def _sweep(tmp_path: Path, name: str, matrix: dict, defaults: dict | None = None) -> Path:
+def _sweep(tmp_path: Path, name: str, matrix: dict, defaults: dict | None = None, include: list | None = None
+           ) -> Path:
     path = tmp_path / f"{name}.yaml"
-    doc = {"name": name, "output": str(tmp_path / name), "defaults": {**SMALL, **(defaults or {})}, "matrix": matrix}
+    doc = {"name": name, "output": str(tmp_path / name), "defaults": {**SMALL, **(defaults or {})}, "matrix": matrix,
+           "include": include or []}
     path.write_text(json.dumps(doc), encoding="utf-8")  # JSON is YAML
     return path
 
@@ -115,13 +117,20 @@ def test_a_ray_cluster_runs_the_cells_and_gives_the_local_results(tmp_path, monk
         monkeypatch.chdir(ROOT)
         uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
         local = run_sweep(_sweep(tmp_path, "local", matrix), tracking_uri=uri, show_progress=False)
-        on_ray = run_sweep(_sweep(tmp_path, "ray", matrix), executor="ray", address=f"127.0.0.1:{port}",
-                           tracking_uri=uri, show_progress=False)
+        # on Ray, also a cell whose budget is its DSPy cells' calls: its task takes theirs as arguments, so it
+        # starts after them (LabeledFewShot compiles with no call: a 1-call budget, refused while building)
+        waiter = {"optimizer": "progopt", "budget_from": "dspy-max", "program": matrix["program"][0], "seed": 0}
+        on_ray = run_sweep(_sweep(tmp_path, "ray", matrix, include=[waiter]), executor="ray",
+                           address=f"127.0.0.1:{port}", tracking_uri=uri, show_progress=False)
     finally:
         subprocess.run([str(RAY), "stop", "--force"], env=env, capture_output=True, timeout=120)
-    results = {name: {o.cell_id: (o.test["score"], o.test_scores) for o in outcomes(out)}
+    results = {name: {o.cell_id: (o.test["score"], o.test_scores) for o in outcomes(out)
+                      if o.settings.optimizer != "progopt"}
                for name, out in (("local", local), ("ray", on_ray))}
     assert results["ray"] == results["local"] and len(results["ray"]) == 2
+    finished = max((on_ray / "cells" / cell / "outcome.json").stat().st_mtime for cell in results["ray"])
+    (progopt,) = [o for o in outcomes(on_ray) if o.settings.optimizer == "progopt"]
+    assert _runs(on_ray / "cells" / progopt.cell_id)[0]["started"] >= finished and "budget" in progopt.error
     for folder in (on_ray / "cells").iterdir():
         assert [r["worker"] for r in _runs(folder)] == ["ray"] and _runs(folder)[0]["pid"] != os.getpid()
     client = MlflowClient(uri)
