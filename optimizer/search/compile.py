@@ -35,8 +35,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     every evaluated variant, the validation Pareto front over ``search.objectives`` and the chosen variant
     (highest validation quality within ``caps``, or with ``search.final_top`` the best of the top variants
     re-scored on validation plus held-out training examples: :mod:`optimizer.search.selection`); None takes
-    each value object's defaults. The input
-    program is never mutated.
+    each value object's defaults. The input program is never mutated.
 
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///study.db`` or PostgreSQL) makes the compile
     resumable: run it again with the same storage and study name and it continues where it stopped.
