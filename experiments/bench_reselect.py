@@ -32,7 +32,7 @@ from optimizer import runtime  # noqa: E402
 from optimizer.evaluate import bootstrap_ci, evaluate  # noqa: E402
 from optimizer.records import CompileResult, TrialRecord  # noqa: E402
 from optimizer.space.build import build_program  # noqa: E402
-from optimizer.sweep.cell import _task  # noqa: E402
+from optimizer.sweep.cell import cell_task  # noqa: E402
 from optimizer.sweep.config import CellSettings  # noqa: E402
 
 PACKAGES = ("dspy", "llama-cpp-python", "optuna")
@@ -55,7 +55,7 @@ def measure(folder: Path, k: int, done: dict[str, Any], save: Any) -> None:
     """Measure the top ``k`` variants of one cell into ``done``, calling ``save()`` after each."""
     settings = CellSettings.model_validate_json((folder / "settings.json").read_text(encoding="utf-8"))
     result = CompileResult.model_validate_json((folder / "result.json").read_text(encoding="utf-8"))
-    task = _task(settings)
+    task = cell_task(settings)
     p = settings.program
     train, test = task.load(p.train or "train", settings.train_limit), task.load(p.test or "test", settings.test_limit)
     program = task.program_class()

@@ -68,7 +68,9 @@ def read_outcome(folder: Path) -> CellOutcome | None:
     return CellOutcome.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def _task(settings: CellSettings) -> TaskSetup:
+def cell_task(settings: CellSettings) -> TaskSetup:
+    """The task a cell compiles (program, metric, data splits, model pool), resolved as ``progopt compile``
+    resolves its options; also what benchmark scripts use to rebuild a cell's task."""
     from optimizer.tasks import resolve_task
 
     p = settings.program
@@ -113,7 +115,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
             budget = matched_budget(settings, folder.parent)
             started = time.time()
             _status(folder, started, 0)
-        task = _task(settings)
+        task = cell_task(settings)
         p = settings.program
         train = task.load(p.train or "train", settings.train_limit)
         val = task.load(p.val or "val", settings.val_limit)

@@ -138,13 +138,14 @@ class CellSettings(BaseModel):
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def label(self) -> str:
-        """A short human name: optimizer (with its model for DSPy cells) and budget."""
+        """A short human name: optimizer (with its model and any ``optimizer_args`` for DSPy cells) and budget."""
         final = f"+final{self.final_top}" if self.final_top > 1 else ""
         if self.optimizer == "progopt" and self.budget_from:
             return f"progopt@{self.budget_fraction:g}x{self.budget_from}{final}"
         if self.optimizer == "progopt":
             return f"progopt@{self.budget}{final}"
-        return f"{self.optimizer}[{self.models[0].split('/')[-1]}]"
+        args = ",".join(f"{k}={v}" for k, v in sorted(self.optimizer_args.items()))
+        return f"{self.optimizer}[{self.models[0].split('/')[-1]}]" + (f"({args})" if args else "")
 
 
 class SweepFile(BaseModel):

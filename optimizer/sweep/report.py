@@ -44,8 +44,8 @@ def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
         scores = [s for c in done for s in c.test_scores]
         low, high = bootstrap_ci(scores) if scores else (float("nan"), float("nan"))
         rows.append({
-            "program": first.program.name, "optimizer": members[0].label.split("@")[0].split("[")[0],
-            "label": members[0].label, "models": ",".join(m.split("/")[-1] for m in first.models),
+            "program": first.program.name, "optimizer": first.optimizer, "label": first.label(),
+            "models": ",".join(m.split("/")[-1] for m in first.models),
             "budget": first.budget if first.optimizer == "GEPA" or (first.optimizer == "progopt"
                                                                     and not first.budget_from) else None,
             "seeds": len(done), "test score": _mean([c.test["score"] for c in done]), "ci": (low, high),

@@ -23,7 +23,7 @@ def test_each_progopt_cell_compiles_under_its_own_cache_and_dspy_cells_share_one
         seen.append((settings.label(), runtime.configured_cache()))
         return {}
 
-    monkeypatch.setattr(cell_module, "_task", lambda settings: SimpleNamespace(load=lambda split, limit: []))
+    monkeypatch.setattr(cell_module, "cell_task", lambda settings: SimpleNamespace(load=lambda split, limit: []))
     monkeypatch.setattr(cell_module, "_progopt", runner)
     monkeypatch.setattr(cell_module, "_dspy", runner)
     monkeypatch.setattr(dspy, "cache", dspy.cache)  # the process's cache comes back after the test

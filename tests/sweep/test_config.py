@@ -49,7 +49,11 @@ include: [{program: {ref: programs/sentiment.py:Sentiment}, optimizer: MIPROv2, 
 def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_matched_budgets():
     _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
     progopt = [c for c in cells if c.optimizer == "progopt"]
-    assert len(cells) == 210 and len(progopt) == 60 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
+    assert len(cells) == 210 + 1 and len(progopt) == 60 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
+    rerun = [c for c in cells if c.optimizer_args]  # the include: one DSPy cell rerun with other arguments
+    assert [(c.optimizer, c.models, c.seed) for c in rerun] == [
+        ("BootstrapFewShotWithRandomSearch", ("local/smollm2-135m",), 0)]
+    assert rerun[0].label() == "BootstrapFewShotWithRandomSearch[smollm2-135m](max_errors=100000)"
     assert all(c.budget_from == "dspy-max" and c.label().startswith("progopt@") for c in progopt)
     assert {c.final_top for c in progopt} == {0, 5}  # with and without the final selection
     one = [c for c in cells if c.seed == 0 and c.program == cells[0].program]

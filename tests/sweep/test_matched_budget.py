@@ -60,7 +60,7 @@ def test_the_wait_for_the_dspy_cells_is_shown_and_not_counted_as_compile_time(tm
 
     monkeypatch.setattr(cell_module.time, "time", lambda: clock[0])
     monkeypatch.setattr(cell_module, "matched_budget", matched)
-    monkeypatch.setattr(cell_module, "_task", task)
+    monkeypatch.setattr(cell_module, "cell_task", task)
     progopt = _cell("progopt", 0, budget_from="dspy-max")
     outcome = cell_module.run_cell(progopt, tmp_path / "cells" / progopt.cell_id(), tracking_uri="none")
     assert seen == ["waiting"]
