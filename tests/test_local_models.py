@@ -6,6 +6,7 @@ import dspy
 import pytest
 
 from optimizer.evaluate import evaluate
+from optimizer.models.constrain import LIST_MAX_ITEMS
 from programs.entities import TASK as CONLL
 from programs.entities import EntityExtractor
 from programs.entities import metric as entity_metric
@@ -50,8 +51,8 @@ def test_entity_program_parses_or_records_truncation_and_never_raises(pool, mode
                   show_progress=False)
     assert len(ev.results) == 20
     for r in ev.results:
-        if r.valid:
-            assert isinstance(r.prediction["entities"], list)
+        if r.valid:  # a list is bounded in the json format too (models/constrain.py)
+            assert isinstance(r.prediction["entities"], list) and len(r.prediction["entities"]) <= LIST_MAX_ITEMS
         else:
             assert r.error_type == "TruncatedOutput", r.error
             truncated = [c for c in r.calls if c.finish_reason == "length"]

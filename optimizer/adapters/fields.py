@@ -21,7 +21,7 @@ from dspy.adapters.utils import get_annotation_name
 from pydantic import TypeAdapter, ValidationError
 from pydantic_core import to_jsonable_python
 
-from optimizer.models.constrain import WHITESPACE
+from optimizer.models.constrain import WHITESPACE, bound_lists
 
 # Free text: one line, ended by the model's own newline; its length is bounded by max_tokens (a
 # truncation is recorded). A character bound is too expensive to compile: `[^\n]{0,299}` took 11 s
@@ -32,10 +32,6 @@ TEXT_PATTERN = r"[^\n ][^\n]*"
 INT_PATTERN = r"-?(0|[1-9][0-9]{0,8})"
 FLOAT_PATTERN = r"-?(0|[1-9][0-9]{0,8})(\.[0-9]{1,6})?([eE][+-]?[0-9]{1,2})?"
 BOOL_PATTERN = "true|false"
-# Lists without their own maxItems get this one: small models repeat list items until max_tokens
-# (SmolLM2 wrote '["tree", "tree", ...' 100+ times). Bounding list[Entity] to 8 items made Gemma's
-# processor build about 3x slower (29 s against 11 s at the same load), once per schema.
-LIST_MAX_ITEMS = 8
 SCALAR_PATTERNS: dict[Any, str] = {int: INT_PATTERN, float: FLOAT_PATTERN, bool: BOOL_PATTERN}
 
 
@@ -59,18 +55,6 @@ def _choices(annotation: Any) -> dict[str, Any] | None:
 @cache
 def type_adapter(annotation: Any) -> TypeAdapter:
     return TypeAdapter(annotation)
-
-
-def bound_lists(schema: Any) -> Any:
-    """``schema`` with ``maxItems`` set to :data:`LIST_MAX_ITEMS` on every array that has none."""
-    if isinstance(schema, list):
-        return [bound_lists(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: bound_lists(v) for k, v in schema.items()}
-    if out.get("type") == "array":
-        out.setdefault("maxItems", LIST_MAX_ITEMS)
-    return out
 
 
 @cache

@@ -25,8 +25,25 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 WHITESPACE = r"[ ]?"  # one optional space between JSON tokens: no whitespace runs from small models
+# Lists without their own maxItems get this one, in every format: small models repeat list items until
+# max_tokens (SmolLM2 wrote '["tree", "tree", ...' 100+ times; unbounded, SmolLM2's CoNLL-2003 entity lists
+# in the json format ran to max_tokens on 12 of 16 inputs). Bounding list[Entity] to 8 items made Gemma's
+# processor build about 3x slower (29 s against 11 s at the same load), once per schema.
+LIST_MAX_ITEMS = 8
 # Above this share of the vocabulary's characters a filtered compile saves too little to pay for the filter.
 FILTER_MAX_ALPHABET_SHARE = 0.5
+
+
+def bound_lists(schema: Any) -> Any:
+    """``schema`` with ``maxItems`` set to :data:`LIST_MAX_ITEMS` on every array that has none."""
+    if isinstance(schema, list):
+        return [bound_lists(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: bound_lists(v) for k, v in schema.items()}
+    if out.get("type") == "array":
+        out.setdefault("maxItems", LIST_MAX_ITEMS)
+    return out
 
 
 @dataclass(frozen=True)
@@ -38,14 +55,15 @@ class Constraint:
 
     @classmethod
     def from_response_format(cls, response_format: dict[str, Any] | None) -> Constraint | None:
-        """Read an OpenAI-style ``response_format`` (``json_schema`` or progopt's ``regex`` type)."""
+        """Read an OpenAI-style ``response_format`` (``json_schema`` or progopt's ``regex`` type); a JSON
+        Schema's unbounded arrays get :data:`LIST_MAX_ITEMS` (:func:`bound_lists`)."""
         if not response_format:
             return None
         kind = response_format.get("type")
         if kind == "json_schema":
             body = response_format.get("json_schema", response_format)
             schema = body.get("schema", body)
-            return cls("json_schema", json.dumps(schema, sort_keys=True))
+            return cls("json_schema", json.dumps(bound_lists(schema), sort_keys=True))
         if kind == "regex":
             return cls("regex", response_format["pattern"])
         if kind == "json_object":
