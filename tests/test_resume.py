@@ -12,6 +12,7 @@ import pytest
 from optuna.trial import TrialState
 
 from optimizer.records import CompileResult
+from tests.fixtures.peek import has_study
 
 pytestmark = pytest.mark.slow  # runs the local models
 
@@ -32,20 +33,13 @@ def _complete(storage: str) -> dict[int, tuple]:
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
 
 
-def _started(storage: str, tmp: Path) -> bool:
-    """Whether the compile has created its study (the database file appears before the study's row)."""
-    if not (tmp / "study.db").exists():
-        return False
-    return "resume-case" in {s.study_name for s in optuna.get_all_study_summaries(storage)}
-
-
 def test_sigkilled_compile_resumes_without_rerunning_trials_or_repaying_calls(tmp_path):
     storage = f"sqlite:///{tmp_path / 'study.db'}"
     proc = _start(tmp_path)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         time.sleep(1)
-        if _started(storage, tmp_path) and len(_complete(storage)) >= 4:
+        if has_study(tmp_path / "study.db", "resume-case") and len(_complete(storage)) >= 4:
             break
     assert proc.poll() is None, "the compile finished before it could be killed: raise BUDGET"
     os.kill(proc.pid, signal.SIGKILL)

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from optuna.trial import TrialState
 
 from optimizer.records import CompileResult
+from tests.fixtures.peek import has_study
 from tests.reliability.conftest import size
 from tests.reliability.kill_case import STUDY
 
@@ -71,6 +72,8 @@ def _lines(path: Path) -> list[str]:
 
 
 def _promoting(storage: str) -> bool:
+    if not has_study(Path(storage.removeprefix("sqlite:///")), STUDY):
+        return False
     try:
         study = optuna.load_study(study_name=STUDY, storage=storage)
     except KeyError:
