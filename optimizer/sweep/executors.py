@@ -11,7 +11,8 @@
   when its ``outcome.json`` exists, whatever the ledger says, so a finished cell is never run again.
   A cell that must wait for others (``budget_from``: its budget is their largest call count) and finds them
   unfinished goes back to the end of the queue instead of holding its worker (two workers once both held
-  such cells while the cells they waited for sat in the queue).
+  such cells while the cells they waited for sat in the queue). A worker exits when the sweep process that
+  started it is gone (killed workers used to run on orphaned); its cell resumes on the next run.
 - **Ray** (``--executor ray``): each unfinished cell is a Ray task (``num_cpus`` each, retried if its node
   dies); the stable cell id makes a retried task resume instead of restart. A ``budget_from`` cell's task
   takes its peers' tasks as arguments, so Ray starts it only after them.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 HEARTBEAT_S = 2
 GRACE_S = 10
 IDLE_WAIT_S = 2
+PARENT_POLL_S = 1
 DEFER_WAIT_S = 5  # after putting back a cell that waits for others (budget_from), before the next claim
 
 
@@ -90,7 +93,9 @@ def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
 
 
 def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
-    """A worker process: its share of the cores, the project as working directory, then :func:`claim_and_run`."""
+    """A worker process: its share of the cores, the project as working directory, then :func:`claim_and_run`;
+    it exits when the sweep process that started it is gone (:func:`exit_with_parent`)."""
+    exit_with_parent()
     os.environ["PROGOPT_THREADS"] = str(job.threads)
     os.chdir(job.project)
     claim_and_run(job, cells)
@@ -141,6 +146,23 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             study.tell(trial, value)
+
+
+def exit_with_parent() -> None:
+    """Exit this process, as a kill would, once its parent is gone (checked every :data:`PARENT_POLL_S`).
+
+    A SIGTERM or SIGKILL stops the ``progopt sweep`` process without stopping its worker processes, which
+    ran on orphaned and held the cores. Exiting at once is safe: the worker's ledger trial goes stale and is
+    retried, and its cell resumes from its own study on the next run (as after any kill).
+    """
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(PARENT_POLL_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 @contextmanager
