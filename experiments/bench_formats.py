@@ -1,15 +1,18 @@
 """Benchmark the prompt format as a knob: accuracy (95% bootstrap CI), validity and seconds per example
 of "json" (DSPy's JSONAdapter, JSON-Schema constrained), "chat" (DSPy's ChatAdapter prompt, its reply
 regex-constrained) and "compact" (progopt's CompactAdapter, regex constrained) on both local models,
-SST-2, AG News and TREC coarse, zero-shot and 4-shot (label-balanced demos from train, fixed seed).
+SST-2, AG News and TREC coarse (and CoNLL-2003 entities, entity F1, with ``--tasks conll2003``), zero-shot
+and 4-shot (label-balanced demos from train, fixed seed; a list-valued label such as the entity list makes
+them a seeded sample).
 For a model with a chat template (SmolLM2) "compact-raw" also measures the compact prompt sent as raw
 completion text instead of as the user turn of the template.
 
-Run from the repository root (the full grid is 42 cells x 300 examples):
+Run from the repository root (the default grid is 42 cells x 300 examples):
 
     .venv/bin/python experiments/bench_formats.py
 
-Options: ``--limit N`` (test examples per cell, for a runtime estimate), ``--out PREFIX`` (default
+Options: ``--tasks NAME ...`` (default sst2 ag_news trec_coarse), ``--shots N ...`` (default 0 4),
+``--split NAME`` (default test), ``--limit N`` (examples per cell, for a runtime estimate), ``--out PREFIX`` (default
 ``experiments/results/formats-<date>``), ``--cache DIR`` (DSPy cache; default a dedicated directory),
 ``--threads N`` (llama.cpp threads; default the engine's).
 Writes ``PREFIX.json`` and ``PREFIX.md`` after every cell, so a partial run is usable, and skips cells
@@ -45,14 +48,13 @@ from optimizer.models import ModelPool, local  # noqa: E402
 from optimizer.models.files import cache_dir  # noqa: E402
 from optimizer.space.build import build_program  # noqa: E402
 from optimizer.space.variant import StepConfig  # noqa: E402
-from programs import news, sentiment, trec  # noqa: E402
+from programs import entities, news, sentiment, trec  # noqa: E402
 
 COMMAND = ".venv/bin/python experiments/bench_formats.py"
 FORMATS = ("json", "chat", "compact")
 RAW_VARIANT = "compact-raw"  # chat models only: the compact prompt as raw text, not in the chat template
 SHOTS = (0, 4)
 DEMO_SEED = 2026
-STEP = "classify"
 
 
 class CoarseOnly(dspy.Module):
@@ -72,13 +74,16 @@ class Bench:
     task: Task
     label: str
     metric: Callable
+    step: str = "classify"
 
 
 TASKS = {
     "sst2": Bench(sentiment.Sentiment, sentiment.TASK, "sentiment", sentiment.metric),
     "ag_news": Bench(news.NewsTopic, news.TASK, "topic", news.metric),
     "trec_coarse": Bench(CoarseOnly, Task("trec", inputs=["question"]), "coarse", exact_match("coarse")),
+    "conll2003": Bench(entities.EntityExtractor, entities.TASK, "entities", entities.metric, step="extract"),
 }
+DEFAULT_TASKS = ("sst2", "ag_news", "trec_coarse")
 
 
 def balanced_demos(bench: Bench, k: int, seed: int = DEMO_SEED) -> list[dict[str, Any]]:
@@ -87,7 +92,7 @@ def balanced_demos(bench: Bench, k: int, seed: int = DEMO_SEED) -> list[dict[str
     rng = random.Random(seed)
     by_label: dict[str, list[dspy.Example]] = defaultdict(list)
     for ex in bench.task.load("train"):
-        by_label[ex[bench.label]].append(ex)
+        by_label[json.dumps(ex[bench.label], sort_keys=True)].append(ex)
     labels = sorted(by_label)
     rng.shuffle(labels)
     shuffled = {lab: rng.sample(by_label[lab], len(by_label[lab])) for lab in labels}
@@ -102,16 +107,17 @@ def machine() -> dict[str, Any]:
     return {"nproc": os.cpu_count(), "cpu": cpu, "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def run_cell(pool: ModelPool, model: str, name: str, shots: int, fmt: str, limit: int | None) -> dict[str, Any]:
+def run_cell(pool: ModelPool, model: str, name: str, shots: int, fmt: str, limit: int | None, split: str
+             ) -> dict[str, Any]:
     bench = TASKS[name]
     program = bench.program()
-    instruction = dict(program.named_predictors())[STEP].signature.instructions
+    instruction = dict(program.named_predictors())[bench.step].signature.instructions
     step = StepConfig(instruction=instruction, demos=balanced_demos(bench, shots) if shots else [], model=model,
                       format="compact" if fmt == RAW_VARIANT else fmt)  # type: ignore[arg-type]
-    configured = build_program(program, {STEP: step}, pool.lm)
+    configured = build_program(program, {bench.step: step}, pool.lm)
     if fmt == RAW_VARIANT:
-        dict(configured.named_predictors())[STEP].adapter = CompactAdapter(chat_template=False)
-    examples = bench.task.load("test", limit=limit)
+        dict(configured.named_predictors())[bench.step].adapter = CompactAdapter(chat_template=False)
+    examples = bench.task.load(split, limit=limit)
     started = time.perf_counter()
     ev = evaluate(configured, examples, bench.metric, show_progress=False)
     wall = time.perf_counter() - started
@@ -139,9 +145,10 @@ def markdown(report: dict[str, Any]) -> str:
              f"{report['machine']['cpu']}, llama.cpp threads {report['threads']}; load average at start "
              f"{report['machine']['loadavg_at_start']} (the cores were shared with other work: seconds are "
              "upper bounds)  ",
-             f"Test examples per cell: {report['limit'] or 'all (300)'}; demos: label-balanced from train, "
-             f"seed {DEMO_SEED}; accuracy in % with 95% bootstrap CI. Validity: examples whose every call "
-             "parsed on the first call (a JSON fallback call would not count). "
+             f"{report.get('split', 'test').capitalize()} examples per cell: {report['limit'] or 'all'}; "
+             f"demos: label-balanced from train, seed {DEMO_SEED}; accuracy (entity F1 on conll2003) in % "
+             "with 95% bootstrap CI. Validity: examples whose every call parsed on the first call (a JSON "
+             "fallback call would not count). "
              "s/ex: model time per example, Outlines processor builds included.", "",
              "## Accuracy by format", "", f"| task | shots | model | {' | '.join(formats)} |",
              "|---|---|---|" + "---|" * len(formats)]
@@ -161,7 +168,10 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, default=None, help="test examples per cell (default: all 300)")
+    parser.add_argument("--tasks", nargs="+", choices=sorted(TASKS), default=list(DEFAULT_TASKS))
+    parser.add_argument("--shots", nargs="+", type=int, default=list(SHOTS))
+    parser.add_argument("--split", default="test", help="the split to score on (default test)")
+    parser.add_argument("--limit", type=int, default=None, help="examples per cell (default: all)")
     parser.add_argument("--out", type=Path, default=None, help="output prefix (without .json/.md)")
     parser.add_argument("--cache", type=Path, default=cache_dir() / "bench-formats", help="DSPy cache dir")
     parser.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: the engine's)")
@@ -176,16 +186,16 @@ def main(argv: list[str] | None = None) -> None:
     path = out.with_suffix(".json")
     report = json.loads(path.read_text()) if path.exists() else {
         "command": " ".join([COMMAND, *(argv if argv is not None else sys.argv[1:])]), "date": today,
-        "machine": machine(), "limit": args.limit, "threads": threads, "rows": []}
+        "machine": machine(), "limit": args.limit, "split": args.split, "threads": threads, "rows": []}
     done = {(r["model"], r["task"], r["shots"], r["format"]) for r in report["rows"]}
     pool = ModelPool.default()
-    cells = [(model, name, shots, fmt) for name in TASKS for shots in SHOTS for model in pool.names
+    cells = [(model, name, shots, fmt) for name in args.tasks for shots in args.shots for model in pool.names
              for fmt in FORMATS + (RAW_VARIANT,) * pool[model].chat]
     cells.sort(key=lambda cell: cell[3] == "chat")  # the slowest format last: partial runs compare the rest
     for model, name, shots, fmt in cells:
         if (model, name, shots, fmt) in done:
             continue
-        row = run_cell(pool, model, name, shots, fmt, args.limit)
+        row = run_cell(pool, model, name, shots, fmt, args.limit, args.split)
         report["rows"].append(row)
         path.write_text(json.dumps(report, indent=1) + "\n")
         out.with_suffix(".md").write_text(markdown(report))

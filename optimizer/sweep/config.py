@@ -138,8 +138,11 @@ class CellSettings(BaseModel):
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def label(self) -> str:
-        """A short human name: optimizer (with its model and any ``optimizer_args`` for DSPy cells) and budget."""
+        """A short human name: optimizer (with its model and any ``optimizer_args`` for DSPy cells) and budget;
+        a progopt cell's formats when they are not the default ones."""
         final = f"+final{self.final_top}" if self.final_top > 1 else ""
+        if self.formats != type(self).model_fields["formats"].default:
+            final += f"({','.join(self.formats)})"
         if self.optimizer == "progopt" and self.budget_from:
             return f"progopt@{self.budget_fraction:g}x{self.budget_from}{final}"
         if self.optimizer == "progopt":

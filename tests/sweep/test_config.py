@@ -49,8 +49,12 @@ include: [{program: {ref: programs/sentiment.py:Sentiment}, optimizer: MIPROv2, 
 def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_matched_budgets():
     _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
     progopt = [c for c in cells if c.optimizer == "progopt"]
-    assert len(cells) == 210 + 1 and len(progopt) == 60 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
-    rerun = [c for c in cells if c.optimizer_args]  # the include: one DSPy cell rerun with other arguments
+    assert len(cells) == 210 + 3 and len(progopt) == 62 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
+    chat = [c for c in progopt if "chat" in c.formats]  # the includes: CoNLL-2003 progopt with the chat format
+    assert [(c.program.name, c.seed, c.label()) for c in chat] == [
+        ("EntityExtractor", 0, "progopt@1xdspy-max(json,compact,chat)"),
+        ("EntityExtractor", 0, "progopt@0.5xdspy-max(json,compact,chat)")]
+    rerun = [c for c in cells if c.optimizer_args]  # an include: one DSPy cell rerun with other arguments
     assert [(c.optimizer, c.models, c.seed) for c in rerun] == [
         ("BootstrapFewShotWithRandomSearch", ("local/smollm2-135m",), 0)]
     assert rerun[0].label() == "BootstrapFewShotWithRandomSearch[smollm2-135m](max_errors=100000)"
