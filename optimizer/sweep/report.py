@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -92,34 +93,53 @@ def csv_text(rows: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
+def _series(row: dict[str, Any]) -> str:
+    """A row's series in the score-vs-calls panel: a DSPy optimizer on one model, or a progopt setting with
+    its budgets joined (``progopt@0.5xdspy-max+final5`` -> ``progopt+final5``)."""
+    return re.sub(r"@[^+(]*", "", row["label"]) if row["optimizer"] == "progopt" else row["label"]
+
+
 def plot(rows: list[dict[str, Any]], path: Path) -> Path:
-    """Left: test score vs LM calls, one panel per program, one series per optimizer (budgets joined by a
-    line). Right: test score vs cost per example, every group."""
+    """Test score vs LM calls, one panel per program, one series per optimizer setting (budgets joined by a
+    line, legend under the panel); last, test score vs cost per example, one color per program with
+    progopt's points as stars. Up to three panels a row."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     programs = sorted({r["program"] for r in rows})
-    fig, axes = plt.subplots(1, len(programs) + 1, figsize=(5 * (len(programs) + 1), 4), squeeze=False)
-    for ax, program in zip(axes[0], programs, strict=False):
+    cols = min(3, len(programs) + 1)
+    grid_rows = -(-(len(programs) + 1) // cols)
+    fig, axes = plt.subplots(grid_rows, cols, figsize=(6 * cols, 6.5 * grid_rows), squeeze=False)
+    panels = list(axes.flat)
+    for ax, program in zip(panels, programs, strict=False):
         series: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for r in rows:
             if r["program"] == program:
-                series[r["optimizer"] if r["optimizer"] == "progopt" else r["label"]].append(r)
-        for name, points in sorted(series.items()):
+                series[_series(r)].append(r)
+        for index, (name, points) in enumerate(sorted(series.items())):
             points.sort(key=lambda r: r["LM calls"])
             xs, ys = [p["LM calls"] for p in points], [p["test score"] for p in points]
             errs = np.array([[y - p["ci"][0] for y, p in zip(ys, points, strict=True)],
                              [p["ci"][1] - y for y, p in zip(ys, points, strict=True)]])
-            ax.errorbar(xs, ys, yerr=np.nan_to_num(errs), marker="o", capsize=3, label=name)
+            star = name.startswith("progopt")
+            ax.errorbar(xs, ys, yerr=np.nan_to_num(errs), color=plt.get_cmap("tab20")(index % 20),
+                        marker="*" if star else "o", markersize=9 if star else 5, capsize=3, label=name)
         ax.set(title=program, xlabel="LM calls during the compile", ylabel="test score")
-        ax.legend(fontsize=7, loc="best")
-    ax = axes[0][-1]
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    ax = panels[len(programs)]
+    colors = dict(zip(programs, plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4, strict=False))
     for r in rows:
-        ax.scatter(r["cost / 1k ex (US$)"] / 1000, r["test score"], label=f"{r['program']} {r['label']}")
+        ax.scatter(r["cost / 1k ex (US$)"] / 1000, r["test score"], color=colors[r["program"]],
+                   marker="*" if r["optimizer"] == "progopt" else "o", s=90 if r["optimizer"] == "progopt" else 25)
+    for program, color in colors.items():
+        ax.scatter([], [], color=color, label=program)
+    ax.scatter([], [], color="gray", marker="*", s=90, label="progopt (stars)")
     ax.set(title="quality vs cost", xlabel="cost per example (US$)", ylabel="test score")
-    ax.legend(fontsize=6, loc="best")
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
+    for ax in panels[len(programs) + 1:]:
+        ax.set_visible(False)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
