@@ -8,9 +8,11 @@ live worker keeps beating, however long its LM calls take, so recovery can never
 
 from __future__ import annotations
 
+import fcntl
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import optuna
 from optuna.storages import BaseStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -28,8 +30,31 @@ def open_storage(url: str, heartbeat_s: int = HEARTBEAT_S, grace_s: int = GRACE_
     use it documents for crash recovery, so those two warnings are filtered once a storage is opened."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning, module=r"optuna|optimizer")
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used with Study.optimize")
-    return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
-                      heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None))
+    with _sqlite_schema_lock(url):
+        return RDBStorage(url, heartbeat_interval=heartbeat_s, grace_period=grace_s,
+                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=None))
+
+
+@contextmanager
+def _sqlite_schema_lock(url: str) -> Iterator[None]:
+    """For a SQLite file, an exclusive lock (``<file>.lock``) across this machine's processes while Optuna
+    creates or checks its tables: processes opening a fresh file at once otherwise raced the schema creation
+    (4 at once failed 6 rounds of 10 with ``UNIQUE constraint failed: alembic_version`` or "database is
+    locked"). Other databases lock their own schema transactions; nothing is held after opening."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        yield
+        return
+    lock = Path(f"{parsed.database}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def as_storage(storage: str | BaseStorage | None) -> BaseStorage | None:
