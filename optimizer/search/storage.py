@@ -11,7 +11,7 @@ from __future__ import annotations
 import fcntl
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import optuna
@@ -40,21 +40,23 @@ def _sqlite_schema_lock(url: str) -> Iterator[None]:
     """For a SQLite file, an exclusive lock (``<file>.lock``) across this machine's processes while Optuna
     creates or checks its tables: processes opening a fresh file at once otherwise raced the schema creation
     (4 at once failed 6 rounds of 10 with ``UNIQUE constraint failed: alembic_version`` or "database is
-    locked"). Other databases lock their own schema transactions; nothing is held after opening."""
+    locked"). Only SQLite files are locked here (a lock file needs the file's machine); nothing is held after
+    the storage is open."""
     from sqlalchemy.engine import make_url
 
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
         yield
         return
-    lock = Path(f"{parsed.database}.lock")
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+    with ExitStack() as stack:
         try:
+            handle = stack.enter_context(Path(f"{parsed.database}.lock").open("a"))
+        except OSError:  # no such folder, or not writable: opening the database fails too, with SQLAlchemy's error
             yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+            return
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        stack.callback(fcntl.flock, handle, fcntl.LOCK_UN)  # released before the file closes
+        yield
 
 
 def as_storage(storage: str | BaseStorage | None) -> BaseStorage | None:
