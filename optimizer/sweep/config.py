@@ -140,13 +140,13 @@ class CellSettings(BaseModel):
     def label(self) -> str:
         """A short human name: optimizer (with its model and any ``optimizer_args`` for DSPy cells) and budget;
         a progopt cell's formats when they are not the default ones."""
-        final = f"+final{self.final_top}" if self.final_top > 1 else ""
+        suffix = f"+final{self.final_top}" if self.final_top > 1 else ""
         if self.formats != type(self).model_fields["formats"].default:
-            final += f"({','.join(self.formats)})"
+            suffix += f"({','.join(self.formats)})"
         if self.optimizer == "progopt" and self.budget_from:
-            return f"progopt@{self.budget_fraction:g}x{self.budget_from}{final}"
+            return f"progopt@{self.budget_fraction:g}x{self.budget_from}{suffix}"
         if self.optimizer == "progopt":
-            return f"progopt@{self.budget}{final}"
+            return f"progopt@{self.budget}{suffix}"
         args = ",".join(f"{k}={v}" for k, v in sorted(self.optimizer_args.items()))
         return f"{self.optimizer}[{self.models[0].split('/')[-1]}]" + (f"({args})" if args else "")
 
