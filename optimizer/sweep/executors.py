@@ -35,7 +35,7 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from optimizer.search.storage import ask, heartbeat
+from optimizer.search.storage import ask, heartbeat, open_storage
 from optimizer.sweep.cell import read_outcome, run_cell, waiting_on
 from optimizer.sweep.config import CellSettings
 
@@ -67,16 +67,9 @@ class CellJob:
 
 
 def ledger_storage(url: str) -> RDBStorage:
-    """The ledger's Optuna storage, with heartbeats and retries of the trials of dead processes."""
-    import warnings
-
-    import optuna
-    from optuna.storages import RetryHeartbeatStaleTrialCallback
-
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 5: the feature we rely on
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(url, heartbeat_interval=HEARTBEAT_S, grace_period=GRACE_S,
-                                          heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback())
+    """The ledger's Optuna storage: :func:`~optimizer.search.storage.open_storage`'s heartbeats and retries of
+    the trials of dead processes, with the ledger's own grace period."""
+    return open_storage(url, heartbeat_s=HEARTBEAT_S, grace_s=GRACE_S)
 
 
 def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
