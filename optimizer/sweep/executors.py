@@ -85,10 +85,10 @@ def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
             study.enqueue_trial({}, user_attrs={"cell": cell.cell_id()})
 
 
-def work(job: CellJob, cells: dict[str, CellSettings]) -> None:
+def work(job: CellJob, cells: dict[str, CellSettings], parent: int) -> None:
     """A worker process: its share of the cores, the project as working directory, then :func:`claim_and_run`;
-    it exits when the sweep process that started it is gone (:func:`exit_with_parent`)."""
-    exit_with_parent()
+    it exits when ``parent``, the sweep process that started it, is gone (:func:`exit_with_parent`)."""
+    exit_with_parent(parent)
     os.environ["PROGOPT_THREADS"] = str(job.threads)
     os.chdir(job.project)
     claim_and_run(job, cells)
@@ -141,15 +141,15 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
             study.tell(trial, value)
 
 
-def exit_with_parent() -> None:
-    """Exit this process, as a kill would, once its parent is gone (checked every :data:`PARENT_POLL_S`).
+def exit_with_parent(parent: int) -> None:
+    """Exit this process, as a kill would, once ``parent`` (the pid of the process that started it) is no longer
+    its parent (checked every :data:`PARENT_POLL_S`): at once if it was gone before this worker started, when
+    the worker was already handed to init.
 
     A SIGTERM or SIGKILL stops the ``progopt sweep`` process without stopping its worker processes, which
     ran on orphaned and held the cores. Exiting at once is safe: the worker's ledger trial goes stale and is
     retried, and its cell resumes from its own study on the next run (as after any kill).
     """
-    parent = os.getppid()
-
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(PARENT_POLL_S)
@@ -180,7 +180,7 @@ def run_local(job: CellJob, cells: Sequence[CellSettings], workers: int, *, on_i
         claim_and_run(job, by_id)
         return
     with ProcessPoolExecutor(workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(work, job, by_id) for _ in range(workers)]
+        futures = [pool.submit(work, job, by_id, os.getpid()) for _ in range(workers)]
         while not all(f.done() for f in futures):
             on_idle()
             time.sleep(1)

@@ -45,3 +45,11 @@ def test_a_worker_exits_when_its_sweep_process_is_killed(tmp_path, sig):
         parent.kill()
         if pid_file.exists() and pid_file.read_text() and _alive(int(pid_file.read_text())):
             os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def test_a_worker_whose_sweep_process_died_before_it_started_exits_at_once():
+    """The worker was handed to init before it could watch: its parent pid already differs."""
+    code = ("import time; from optimizer.sweep.executors import exit_with_parent; "
+            "exit_with_parent(0); time.sleep(300); print('ran on')")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 1 and "ran on" not in done.stdout and "Traceback" not in done.stderr
