@@ -9,14 +9,13 @@ The setup is DSPy at its strongest here: the program's own signatures, the chose
 from __future__ import annotations
 
 import random
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import dspy
-from dspy.utils.callback import BaseCallback
 
+from optimizer.sweep.clock import CallCounter
 from optimizer.sweep.config import CellSettings
 
 LABELED_K = 4  # demos per step for LabeledFewShot and the bootstrapping optimizers
@@ -69,28 +68,6 @@ def make_optimizer(settings: CellSettings, task: Any, lm: dspy.LM) -> tuple[Any,
         return dspy.GEPA(metric=_feedback_metric(metric), reflection_lm=_larger_model(settings, task), **{
             "max_metric_calls": settings.budget, "num_threads": 1, "seed": settings.seed, **args}), {"val": True}
     raise ValueError(f"unknown DSPy optimizer {name!r}")
-
-
-class CallCounter(BaseCallback):
-    """Counts the LM requests a DSPy program or optimizer makes, response-cache hits included (what the compile
-    costs on a fresh cache, however warm the cache is when the cell (re)runs), and the wall seconds spent inside
-    them (``seconds``: what is not optimizer overhead). Thread-safe; install it with ``dspy.context(callbacks=...)``."""
-
-    def __init__(self) -> None:
-        self.calls, self.seconds = 0, 0.0
-        self._started: dict[str, float] = {}
-        self._lock = threading.Lock()
-
-    def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
-        with self._lock:
-            self.calls += 1
-            self._started[call_id] = time.perf_counter()
-
-    def on_lm_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
-        with self._lock:
-            started = self._started.pop(call_id, None)
-            if started is not None:
-                self.seconds += time.perf_counter() - started
 
 
 def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list, folder: Path

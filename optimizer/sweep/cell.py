@@ -3,9 +3,9 @@
 Lifecycle of a cell folder ``<sweep output>/cells/<cell id>/``: ``settings.json`` (written first),
 ``status.json`` (waiting for a matched budget, or running: LM calls so far, refreshed while it runs), the
 progopt study (``study.db``, or the shared ``--storage`` under the study name ``cell-<id>``),
-``artifact.json``/``result.json``/``report.md`` and ``lm-cache/`` (progopt cells; the cell's own response
-cache, see :func:`_cache_for`), and last, atomically, ``outcome.json``: a cell is finished exactly when that
-file exists.
+``artifact.json``/``result.json``/``report.md``, ``lm-cache/`` (the cell's own response cache, see
+:func:`_cache_for`) and ``clock.json`` (its compile's wall and LM seconds over all its runs) for progopt
+cells, and last, atomically, ``outcome.json``: a cell is finished exactly when that file exists.
 A rerun skips finished cells; an interrupted progopt cell resumes from its study (finished trials kept,
 paid calls served from the response cache), an interrupted DSPy cell starts again (its paid calls are
 cache hits the second time, so its LM-call count is the first run's only if the first run finished).
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from optimizer.tasks import TaskSetup
 
 OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
+CLOCK = "clock.json"  # a progopt cell's compile seconds over all its runs (see _progopt)
 LM_CACHE = "lm-cache"  # a progopt cell's own DSPy response cache (see _cache_for)
 
 
@@ -66,6 +67,15 @@ def write_json(path: Path, value: Any) -> None:
 def read_outcome(folder: Path) -> CellOutcome | None:
     path = folder / OUTCOME
     return CellOutcome.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
+
+
+def _read_clock(folder: Path) -> dict[str, float]:
+    """What earlier runs of a resumed progopt cell measured (``{}`` for a first run)."""
+    path = folder / CLOCK
+    try:
+        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    except ValueError as exc:
+        raise ValueError(f"{path}: not a cell clock ({exc}); delete it to count this run's time only") from exc
 
 
 def cell_task(settings: CellSettings) -> TaskSetup:
@@ -206,7 +216,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     from optimizer.results import markdown_report
     from optimizer.search.compile import compile
     from optimizer.search.settings import Budget, SearchSettings, SpaceSettings
-    from optimizer.sweep.baselines import CallCounter
+    from optimizer.sweep.clock import CompileClock
 
     observer = None
     if tracking_uri != "none":
@@ -214,8 +224,8 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
 
         observer = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, log_model=False,
                                  tags=_tags(settings, parent_run_id))
-    started, counter = time.time(), CallCounter()  # counter: LM seconds only; the compile counts its calls
-    with dspy.context(callbacks=[*dspy.settings.callbacks, counter]):
+    clock = CompileClock(_read_clock(folder), save=lambda totals: write_json(folder / CLOCK, totals))
+    with dspy.context(callbacks=[*dspy.settings.callbacks, clock]):  # LM seconds; the compile counts calls
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
                          budget=Budget(calls=budget, seconds=settings.budget_seconds),
                          search=SearchSettings(sampler=settings.search, seed=settings.seed,
@@ -226,14 +236,16 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
                          study_name=f"cell-{settings.cell_id()}", program_ref=settings.program.ref,
                          observer=observer, show_progress=False)
-    compile_seconds = time.time() - started
+    totals = clock.totals()
+    write_json(folder / CLOCK, totals)
     artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)
     write_json(folder / "result.json", json.loads(result.model_dump_json()))
     (folder / "report.md").write_text(markdown_report(result), encoding="utf-8")
     chosen = load_artifact(artifact, program=task.program_class)
     full = result.best_records().get(result.chosen)
     return {**_test_fields(chosen, test, task.metric), "compile_calls": int(result.spent["calls"]),
-            "compile_seconds": compile_seconds, "compile_lm_seconds": counter.seconds, "chosen": result.chosen,
+            "compile_seconds": totals["seconds"], "compile_lm_seconds": totals["lm_seconds"],
+            "chosen": result.chosen,
             "run_id": result.tracking_run_id,
             "validation_score": full.summary.score if full else None}
 

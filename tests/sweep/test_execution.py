@@ -15,6 +15,7 @@ import pytest
 from mlflow import MlflowClient
 
 from optimizer.cli import main
+from optimizer.sweep.cell import read_outcome
 from optimizer.sweep.config import load_sweep
 from optimizer.sweep.report import outcomes
 from optimizer.sweep.run import run_sweep
@@ -66,6 +67,8 @@ def test_a_sweep_killed_midway_resumes_with_no_cell_run_twice_or_lost(tmp_path):
     proc.wait()
     before = {f: (f / "outcome.json").read_bytes() for f in folders if (f / "outcome.json").exists()}
     assert 0 < len(before) < len(folders)
+    clocks = {f: json.loads((f / "clock.json").read_text()) for f in folders  # a progopt compile's time so far
+              if f not in before and (f / "clock.json").exists()}
 
     rerun = subprocess.run(cmd, cwd=ROOT, env=_env(tmp_path), capture_output=True, text=True, timeout=900)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
@@ -75,6 +78,8 @@ def test_a_sweep_killed_midway_resumes_with_no_cell_run_twice_or_lost(tmp_path):
             assert (folder / "outcome.json").read_bytes() == before[folder] and len(_runs(folder)) == 1
         else:
             assert 1 <= len(_runs(folder)) <= 2  # the interrupted cell resumed (its study kept its trials)
+        if folder in clocks:  # and its compile time counts the killed run's
+            assert read_outcome(folder).compile_seconds > clocks[folder]["seconds"]
     assert all(o.state == "done" for o in outcomes(tmp_path / "killed"))
     for outcome in outcomes(tmp_path / "killed"):  # time inside LM calls is measured, and is part of the compile
         if outcome.settings.optimizer == "progopt":

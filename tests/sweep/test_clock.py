@@ -1,0 +1,42 @@
+"""A progopt cell resumed after a kill reports the compile time of all its runs: the clock starts from what
+the earlier runs saved and saves as it goes."""
+
+from __future__ import annotations
+
+import pytest
+
+from optimizer.sweep import cell as cell_module
+from optimizer.sweep.clock import CompileClock
+
+
+def _call(clock: CompileClock, call_id: str) -> None:
+    clock.on_lm_start(call_id, None, {})
+    clock.on_lm_end(call_id, None)
+
+
+def test_a_resumed_clock_adds_this_run_to_the_earlier_runs_and_saves_as_it_goes():
+    saved: list[dict[str, float]] = []
+    clock = CompileClock({"seconds": 100.0, "lm_seconds": 40.0}, save=saved.append, every_s=0.0)
+    _call(clock, "a")
+    _call(clock, "b")
+    totals = clock.totals()
+    assert clock.calls == 2 and len(saved) == 2
+    assert 100.0 < totals["seconds"] < 160.0 and 40.0 < totals["lm_seconds"] < totals["seconds"]
+    assert saved[-1]["seconds"] <= totals["seconds"] and saved[-1]["lm_seconds"] <= totals["lm_seconds"]
+
+
+def test_saves_are_spaced_and_a_first_run_starts_from_zero():
+    saved: list[dict[str, float]] = []
+    clock = CompileClock({}, save=saved.append, every_s=3600.0)
+    for n in range(5):
+        _call(clock, str(n))
+    assert saved == [] and clock.calls == 5 and clock.totals()["seconds"] < 60.0
+
+
+def test_the_clock_file_round_trips_and_a_corrupt_one_is_named(tmp_path):
+    assert cell_module._read_clock(tmp_path) == {}
+    cell_module.write_json(tmp_path / cell_module.CLOCK, {"seconds": 12.5, "lm_seconds": 10.0})
+    assert cell_module._read_clock(tmp_path) == {"seconds": 12.5, "lm_seconds": 10.0}
+    (tmp_path / cell_module.CLOCK).write_text("{not json")
+    with pytest.raises(ValueError, match=str(tmp_path / cell_module.CLOCK)):
+        cell_module._read_clock(tmp_path)
