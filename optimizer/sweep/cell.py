@@ -73,8 +73,9 @@ def _read_clock(folder: Path) -> dict[str, float]:
     """What earlier runs of a resumed progopt cell measured (``{}`` for a first run)."""
     path = folder / CLOCK
     try:
-        return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-    except ValueError as exc:
+        clock = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        return {key: float(clock[key]) for key in ("seconds", "lm_seconds") if key in clock}
+    except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a cell clock ({exc}); delete it to count this run's time only") from exc
 
 

@@ -40,3 +40,6 @@ def test_the_clock_file_round_trips_and_a_corrupt_one_is_named(tmp_path):
     (tmp_path / cell_module.CLOCK).write_text("{not json")
     with pytest.raises(ValueError, match=str(tmp_path / cell_module.CLOCK)):
         cell_module._read_clock(tmp_path)
+    (tmp_path / cell_module.CLOCK).write_text('["seconds"]')
+    with pytest.raises(ValueError, match="not a cell clock"):
+        cell_module._read_clock(tmp_path)
