@@ -9,12 +9,14 @@ The setup is DSPy at its strongest here: the program's own signatures, the chose
 from __future__ import annotations
 
 import random
-import time
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.utils.callback import BaseCallback
 
+from optimizer.accounting import current_step, in_step
 from optimizer.sweep.clock import CallCounter
 from optimizer.sweep.config import CellSettings
 
@@ -27,6 +29,29 @@ def dspy_adapter(settings: CellSettings) -> dspy.Adapter:
     from optimizer.space.build import make_adapter
 
     return make_adapter("chat") if settings.dspy_adapter == "chat" else dspy.JSONAdapter()
+
+
+class SignatureSteps(BaseCallback):
+    """Runs each ``dspy.Predict`` call of a DSPy compile in a step named after its signature's output fields,
+    so each predictor of a multi-step program keeps its own llama.cpp instance and warm KV prefix, as the steps
+    of a progopt program do (:func:`optimizer.models.local.load`); otherwise the steps evict each other's
+    prompt on every example (2.5x slower on the two-step TREC program). DSPy optimizers deep-copy the
+    program, so steps are named by signature, not by ``id`` as :class:`~optimizer.accounting.Ledger` names
+    them. A call already in a step keeps it. Install with ``dspy.context(callbacks=...)``."""
+
+    def __init__(self) -> None:
+        self._open: dict[str, AbstractContextManager[None]] = {}
+
+    def on_module_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
+        if isinstance(instance, dspy.Predict) and current_step() is None:
+            scope = in_step("dspy:" + ",".join(instance.signature.output_fields))
+            scope.__enter__()
+            self._open[call_id] = scope
+
+    def on_module_end(self, call_id: str, outputs: Any, exception: Exception | None = None) -> None:
+        scope = self._open.pop(call_id, None)
+        if scope is not None:
+            scope.__exit__(None, None, None)
 
 
 def _feedback_metric(metric: Any) -> Any:
@@ -70,18 +95,18 @@ def make_optimizer(settings: CellSettings, task: Any, lm: dspy.LM) -> tuple[Any,
     raise ValueError(f"unknown DSPy optimizer {name!r}")
 
 
-def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list, folder: Path
-                       ) -> tuple[dspy.Module, CallCounter, float]:
-    """Compile the cell's program with its DSPy optimizer on its one model; returns the compiled program, the
-    compile's LM requests and seconds inside them (:class:`CallCounter`), and its wall time. The compiled
-    program's demos and instructions are saved to ``folder/dspy_program.json`` (DSPy's JSON state, no pickle)."""
+def run_dspy_optimizer(settings: CellSettings, task: Any, train: list, val: list, folder: Path,
+                       clock: CallCounter) -> dspy.Module:
+    """Compile the cell's program with its DSPy optimizer on its one model, with ``clock`` (a
+    :class:`CallCounter`) counting the compile's LM requests and the seconds inside them, each predictor in
+    its own step (:class:`SignatureSteps`). The compiled program's demos and instructions are saved to
+    ``folder/dspy_program.json`` (DSPy's JSON state, no pickle)."""
     lm = task.pool.lm(settings.models[0])
     optimizer, how = make_optimizer(settings, task, lm)
     random.seed(settings.seed)
-    counter, started = CallCounter(), time.time()
-    with dspy.context(lm=lm, adapter=dspy_adapter(settings), callbacks=[*dspy.settings.callbacks, counter]):
+    callbacks = [*dspy.settings.callbacks, clock, SignatureSteps()]
+    with dspy.context(lm=lm, adapter=dspy_adapter(settings), callbacks=callbacks):
         kwargs = {"trainset": train, **({"valset": val} if how.get("val") else {}), **how.get("kw", {})}
         compiled = optimizer.compile(task.program_class(), **kwargs) if optimizer else task.program_class()
-    seconds = time.time() - started
     compiled.save(str(folder / "dspy_program.json"))
-    return compiled, counter, seconds
+    return compiled

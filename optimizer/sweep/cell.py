@@ -3,12 +3,16 @@
 Lifecycle of a cell folder ``<sweep output>/cells/<cell id>/``: ``settings.json`` (written first),
 ``status.json`` (waiting for a matched budget, or running: LM calls so far, refreshed while it runs), the
 progopt study (``study.db``, or the shared ``--storage`` under the study name ``cell-<id>``),
-``artifact.json``/``result.json``/``report.md``, ``lm-cache/`` (the cell's own response cache, see
-:func:`_cache_for`) and ``clock.json`` (its compile's wall and LM seconds over all its runs) for progopt
-cells, and last, atomically, ``outcome.json``: a cell is finished exactly when that file exists.
+``artifact.json``/``result.json``/``report.md`` and ``lm-cache/`` (the cell's own response cache, see
+:func:`_cache_for`) for progopt cells, ``dspy_program.json`` for DSPy cells, ``clock.json`` (the compile's
+wall and LM seconds over all its runs), and last, atomically, ``outcome.json``: a cell is finished exactly
+when that file exists.
 A rerun skips finished cells; an interrupted progopt cell resumes from its study (finished trials kept,
-paid calls served from the response cache), an interrupted DSPy cell starts again (its paid calls are
-cache hits the second time, so its LM-call count is the first run's only if the first run finished).
+paid calls served from the response cache). An interrupted DSPy cell starts again and replays the calls it
+already paid for from the process's shared response cache (the optimizers are seeded: they make the same
+requests in the same order), so it goes on where it stopped; its LM-call count counts cache hits (the same
+as one uninterrupted run) and its ``clock.json`` adds the earlier runs' seconds while the cache is the one
+they wrote.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ if TYPE_CHECKING:
     from optimizer.tasks import TaskSetup
 
 OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
-CLOCK = "clock.json"  # a progopt cell's compile seconds over all its runs (see _progopt)
+CLOCK = "clock.json"  # a cell's compile seconds over all its runs (see _progopt, _dspy)
 LM_CACHE = "lm-cache"  # a progopt cell's own DSPy response cache (see _cache_for)
 
 
@@ -69,11 +73,15 @@ def read_outcome(folder: Path) -> CellOutcome | None:
     return CellOutcome.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
 
 
-def _read_clock(folder: Path) -> dict[str, float]:
-    """What earlier runs of a resumed progopt cell measured (``{}`` for a first run)."""
+def _read_clock(folder: Path, cache: str | None = None) -> dict[str, float]:
+    """What earlier runs of a resumed cell measured (``{}`` for a first run). With ``cache``, the earlier
+    runs count only if they wrote that response cache (a DSPy cell replays its paid calls from it; with
+    another cache it pays them again, and counting the earlier runs too would count them twice)."""
     path = folder / CLOCK
     try:
         clock = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if cache is not None and clock.get("cache") != cache:
+            return {}
         return {key: float(clock[key]) for key in ("seconds", "lm_seconds") if key in clock}
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{path}: not a cell clock ({exc}); delete it to count this run's time only") from exc
@@ -300,10 +308,15 @@ class _Refresh:
 
 def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, **context: Any
           ) -> dict[str, Any]:
+    from optimizer import runtime
     from optimizer.sweep.baselines import dspy_adapter, run_dspy_optimizer
+    from optimizer.sweep.clock import CompileClock
 
-    compiled, counter, seconds = run_dspy_optimizer(settings, task, train, val, folder)
+    cache = str(runtime.configured_cache())
+    clock = CompileClock(_read_clock(folder, cache=cache),
+                         save=lambda totals: write_json(folder / CLOCK, {**totals, "cache": cache}))
+    compiled = run_dspy_optimizer(settings, task, train, val, folder, clock)
+    totals = clock.totals()
     lm, adapter = task.pool.lm(settings.models[0]), dspy_adapter(settings)
-    return {**_test_fields(compiled, test, task.metric, lm=lm, adapter=adapter), "compile_calls": counter.calls,
-            "compile_seconds": seconds, "compile_lm_seconds": counter.seconds}
-
+    return {**_test_fields(compiled, test, task.metric, lm=lm, adapter=adapter), "compile_calls": clock.calls,
+            "compile_seconds": totals["seconds"], "compile_lm_seconds": totals["lm_seconds"]}

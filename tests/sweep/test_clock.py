@@ -43,3 +43,9 @@ def test_the_clock_file_round_trips_and_a_corrupt_one_is_named(tmp_path):
     (tmp_path / cell_module.CLOCK).write_text('["seconds"]')
     with pytest.raises(ValueError, match="not a cell clock"):
         cell_module._read_clock(tmp_path)
+
+
+def test_a_clock_written_with_another_response_cache_is_not_counted(tmp_path):
+    cell_module.write_json(tmp_path / cell_module.CLOCK, {"seconds": 50.0, "lm_seconds": 40.0, "cache": "/a"})
+    assert cell_module._read_clock(tmp_path, cache="/a") == {"seconds": 50.0, "lm_seconds": 40.0}
+    assert cell_module._read_clock(tmp_path, cache="/b") == {}
