@@ -37,9 +37,11 @@ def pytest_runtest_teardown(item: pytest.Item) -> None:
 def _no_model_in_quick_tests() -> Iterator[None]:
     """Fails a test not marked slow that loads a llama.cpp model or calls a LiteLLM model (module and
     session fixtures included: they run inside the setup of the test that first needs them)."""
-    import litellm
     import llama_cpp
 
+    from optimizer.models.spec import import_litellm
+
+    litellm = import_litellm()  # with its bundled price map: no download from GitHub at import
     real_init, real_completion = llama_cpp.Llama.__init__, litellm.completion
 
     def guarded(real: Callable[..., Any]) -> Callable[..., Any]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,13 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from optimizer.outputs import write_atomic
 from optimizer.sweep.config import CellSettings
 
 if TYPE_CHECKING:
     from optimizer.tasks import TaskSetup
 
 OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
-CLOCK = "clock.json"  # a cell's compile seconds over all its runs (see _progopt, _dspy)
 LM_CACHE = "lm-cache"  # a progopt cell's own DSPy response cache (see _cache_for)
 
 
@@ -61,30 +60,12 @@ class CellOutcome(BaseModel):
 
 def write_json(path: Path, value: Any) -> None:
     """Atomic write: a reader sees the old file or the new one, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(value, fh, indent=1, default=str)
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(value, indent=1, default=str))
 
 
 def read_outcome(folder: Path) -> CellOutcome | None:
     path = folder / OUTCOME
     return CellOutcome.model_validate_json(path.read_text(encoding="utf-8")) if path.exists() else None
-
-
-def _read_clock(folder: Path, cache: str | None = None) -> dict[str, float]:
-    """What earlier runs of a resumed cell measured (``{}`` for a first run). With ``cache``, the earlier
-    runs count only if they wrote that response cache (a DSPy cell replays its paid calls from it; with
-    another cache it pays them again, and counting the earlier runs too would count them twice)."""
-    path = folder / CLOCK
-    try:
-        clock = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
-        if cache is not None and clock.get("cache") != cache:
-            return {}
-        return {key: float(clock[key]) for key in ("seconds", "lm_seconds") if key in clock}
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: not a cell clock ({exc}); delete it to count this run's time only") from exc
 
 
 def cell_task(settings: CellSettings) -> TaskSetup:
@@ -225,7 +206,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
     from optimizer.results import markdown_report
     from optimizer.search.compile import compile
     from optimizer.search.settings import Budget, SearchSettings, SpaceSettings
-    from optimizer.sweep.clock import CompileClock
+    from optimizer.sweep.clock import cell_clock
 
     observer = None
     if tracking_uri != "none":
@@ -233,7 +214,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
 
         observer = MlflowTracker(tracking_uri=tracking_uri, experiment=experiment, log_model=False,
                                  tags=_tags(settings, parent_run_id))
-    clock = CompileClock(_read_clock(folder), save=lambda totals: write_json(folder / CLOCK, totals))
+    clock = cell_clock(folder)
     with dspy.context(callbacks=[*dspy.settings.callbacks, clock]):  # LM seconds; the compile counts calls
         result = compile(task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool,
                          budget=Budget(calls=budget, seconds=settings.budget_seconds),
@@ -245,8 +226,7 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
                          study_name=f"cell-{settings.cell_id()}", program_ref=settings.program.ref,
                          observer=observer, show_progress=False)
-    totals = clock.totals()
-    write_json(folder / CLOCK, totals)
+    totals = clock.finish()
     artifact = save_result(result, folder / "artifact.json", program=task.program_class(), pool=task.pool)
     write_json(folder / "result.json", json.loads(result.model_dump_json()))
     (folder / "report.md").write_text(markdown_report(result), encoding="utf-8")
@@ -310,13 +290,11 @@ def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: lis
           ) -> dict[str, Any]:
     from optimizer import runtime
     from optimizer.sweep.baselines import dspy_adapter, run_dspy_optimizer
-    from optimizer.sweep.clock import CompileClock
+    from optimizer.sweep.clock import cell_clock
 
-    cache = str(runtime.configured_cache())
-    clock = CompileClock(_read_clock(folder, cache=cache),
-                         save=lambda totals: write_json(folder / CLOCK, {**totals, "cache": cache}))
+    clock = cell_clock(folder, cache=str(runtime.configured_cache()))
     compiled = run_dspy_optimizer(settings, task, train, val, folder, clock)
-    totals = clock.totals()
+    totals = clock.finish()
     lm, adapter = task.pool.lm(settings.models[0]), dspy_adapter(settings)
     return {**_test_fields(compiled, test, task.metric, lm=lm, adapter=adapter), "compile_calls": clock.calls,
             "compile_seconds": totals["seconds"], "compile_lm_seconds": totals["lm_seconds"]}

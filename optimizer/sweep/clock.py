@@ -4,12 +4,18 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from dspy.utils.callback import BaseCallback
+
+from optimizer.outputs import write_atomic
+
+CLOCK_FILE = "clock.json"  # in a cell's folder: its compile's seconds over all its runs
 
 
 class CallCounter(BaseCallback):
@@ -64,3 +70,34 @@ class CompileClock(CallCounter):
                 self._save(self.totals())
             finally:
                 self._save_lock.release()
+
+    def finish(self) -> dict[str, float]:
+        """Save and return :meth:`totals` (the end of this run of the compile)."""
+        totals = self.totals()
+        self._save(totals)
+        return totals
+
+
+def read_clock(folder: Path, cache: str | None = None) -> dict[str, float]:
+    """What earlier runs of a resumed cell saved in ``folder/clock.json`` (``{}`` for a first run). With
+    ``cache``, the earlier runs count only if they wrote that response cache (a DSPy cell replays its paid calls
+    from it; with another cache it pays them again, and counting the earlier runs too would count them twice)."""
+    path = folder / CLOCK_FILE
+    try:
+        clock = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+        if cache is not None and clock.get("cache") != cache:
+            return {}
+        return {key: float(clock[key]) for key in ("seconds", "lm_seconds") if key in clock}
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ValueError(f"{path}: not a cell clock ({exc}); delete it to count this run's time only") from exc
+
+
+def cell_clock(folder: Path, cache: str | None = None) -> CompileClock:
+    """The :class:`CompileClock` of the cell in ``folder``: it starts from what the cell's earlier runs saved
+    (:func:`read_clock`) and saves to ``folder/clock.json`` as it goes, with ``cache`` if given."""
+    extra = {} if cache is None else {"cache": cache}
+
+    def save(totals: dict[str, float]) -> None:
+        write_atomic(folder / CLOCK_FILE, json.dumps({**totals, **extra}, indent=1))
+
+    return CompileClock(read_clock(folder, cache), save=save)

@@ -3,10 +3,11 @@ the earlier runs saved and saves as it goes."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from optimizer.sweep import cell as cell_module
-from optimizer.sweep.clock import CompileClock
+from optimizer.sweep.clock import CLOCK_FILE, CompileClock, cell_clock, read_clock
 
 
 def _call(clock: CompileClock, call_id: str) -> None:
@@ -34,18 +35,23 @@ def test_saves_are_spaced_and_a_first_run_starts_from_zero():
 
 
 def test_the_clock_file_round_trips_and_a_corrupt_one_is_named(tmp_path):
-    assert cell_module._read_clock(tmp_path) == {}
-    cell_module.write_json(tmp_path / cell_module.CLOCK, {"seconds": 12.5, "lm_seconds": 10.0})
-    assert cell_module._read_clock(tmp_path) == {"seconds": 12.5, "lm_seconds": 10.0}
-    (tmp_path / cell_module.CLOCK).write_text("{not json")
-    with pytest.raises(ValueError, match=str(tmp_path / cell_module.CLOCK)):
-        cell_module._read_clock(tmp_path)
-    (tmp_path / cell_module.CLOCK).write_text('["seconds"]')
+    assert read_clock(tmp_path) == {}
+    first = cell_clock(tmp_path)
+    _call(first, "a")
+    saved = first.finish()
+    assert read_clock(tmp_path) == saved and saved["seconds"] >= saved["lm_seconds"] > 0
+    assert cell_clock(tmp_path).totals()["seconds"] >= saved["seconds"]  # a second run starts from the first
+    (tmp_path / CLOCK_FILE).write_text("{not json")
+    with pytest.raises(ValueError, match=str(tmp_path / CLOCK_FILE)):
+        read_clock(tmp_path)
+    (tmp_path / CLOCK_FILE).write_text('["seconds"]')
     with pytest.raises(ValueError, match="not a cell clock"):
-        cell_module._read_clock(tmp_path)
+        read_clock(tmp_path)
 
 
 def test_a_clock_written_with_another_response_cache_is_not_counted(tmp_path):
-    cell_module.write_json(tmp_path / cell_module.CLOCK, {"seconds": 50.0, "lm_seconds": 40.0, "cache": "/a"})
-    assert cell_module._read_clock(tmp_path, cache="/a") == {"seconds": 50.0, "lm_seconds": 40.0}
-    assert cell_module._read_clock(tmp_path, cache="/b") == {}
+    (tmp_path / CLOCK_FILE).write_text('{"seconds": 50.0, "lm_seconds": 40.0, "cache": "/a"}')
+    assert read_clock(tmp_path, cache="/a") == {"seconds": 50.0, "lm_seconds": 40.0}
+    assert read_clock(tmp_path, cache="/b") == {}
+    assert cell_clock(tmp_path, cache="/b").finish()["seconds"] < 50.0  # starts from zero, saves its own cache
+    assert json.loads((tmp_path / CLOCK_FILE).read_text())["cache"] == "/b"

@@ -11,7 +11,7 @@ import pytest
 from optimizer import runtime
 from optimizer.models import local
 from optimizer.sweep import cell as cell_module
-from optimizer.sweep.clock import CompileClock
+from optimizer.sweep.clock import CLOCK_FILE, CompileClock
 from optimizer.sweep.config import CellSettings
 
 pytestmark = pytest.mark.slow
@@ -45,7 +45,7 @@ def test_an_interrupted_dspy_cell_replays_its_paid_calls_and_counts_both_runs(tm
         real_task(s), metric=interrupting_metric(real_task(s))))
     with pytest.raises(KeyboardInterrupt):
         cell_module.run_cell(settings, folder, tracking_uri="none")
-    first_paid, first_clock = paid[-1], json.loads((folder / cell_module.CLOCK).read_text())
+    first_paid, first_clock = paid[-1], json.loads((folder / CLOCK_FILE).read_text())
     assert first_paid == 4  # 2 training examples x 2 steps
     assert slots == {"dspy:coarse", "dspy:fine"}  # each step its own instance and KV prefix
     assert first_clock["cache"] == str(tmp_path / "cache") and first_clock["seconds"] > 0
