@@ -119,12 +119,15 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
         return (outcome.test or {}).get("score", -1.0)
 
     while any(read_outcome(job.folder(c)) is None for c in cells):
+        # Before every claim, as Study.optimize does: a dead process's trial fails and its retry is enqueued.
+        # (Only when idle would never come while a budget_from cell keeps re-enqueueing itself: the cells a
+        # stopped sweep left running would then never resume.)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if not any(t.user_attrs.get("cell") in cells for t in waiting):
             time.sleep(IDLE_WAIT_S)  # another process runs the rest, or a dead one's trial awaits its grace period
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(study)  # a dead process's trial fails; its retry is enqueued
             enqueue(job, list(cells.values()))  # and a cell with no live trial at all goes back on the ledger
             continue
         with _claiming(job):  # SQLite has no row locks: two processes could pop the same waiting trial
