@@ -17,6 +17,7 @@ from optimizer.models import ModelPool
 from optimizer.progress import progress_bar
 from optimizer.records import CompileObserver, CompileResult, TrialRecord
 from optimizer.results import OBJECTIVES, choose, pareto_front
+from optimizer.search.selection import select_final
 from optimizer.search.session import Session
 from optimizer.search.settings import Budget, Caps, SearchSettings, SpaceSettings
 from optimizer.search.space_builder import build_space
@@ -73,7 +74,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
             session.search(built)
-            session.finish(built)
+            select_final(session, built)
         session.advance = lambda **_: None  # the bar is closed
         result = _result(session, built, ref, datasets, testset, run_id)
     except BaseException as exc:

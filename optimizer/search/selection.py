@@ -21,17 +21,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import dspy
 
 from optimizer.accounting import BudgetExhausted
 from optimizer.records import TrialRecord
 from optimizer.results import feasible
+from optimizer.search.session import Session
 from optimizer.space.variant import SearchSpace
-
-if TYPE_CHECKING:
-    from optimizer.search.session import Session
 
 MIN_HOLDOUT = 20  # fewer held-out examples than this would not change a decision made on validation
 
@@ -60,9 +57,15 @@ def affordable(records: Sequence[TrialRecord], remaining_calls: int | None, avai
     return min(available, int(remaining_calls / per_example))
 
 
-def select_final(session: Session, space: SearchSpace, k: int) -> dict[str, TrialRecord]:
-    """Re-score the top ``k`` validated variants (see the module doc) and return every final record the
-    study holds, by variant key. Call after the search, with the session's whole budget restored."""
+def select_final(session: Session, space: SearchSpace) -> dict[str, TrialRecord]:
+    """After :meth:`Session.search`: restore the session's whole budget (the final share included), re-score
+    its top ``final_top`` validated variants (see the module doc) and return every final record the study
+    holds, by variant key; none when ``final_top`` is below 2."""
+    k = session.final_top
+    if k < 2:
+        return {}
+    session.budget = session.whole_budget
+    session.status = f"final selection of the top {k}"
     done = session.store.final_records()
     top = top_validated(list(session.store.full_records().values()), k, session.max_cost, session.max_p95)
     if len(top) < 2:

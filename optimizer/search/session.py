@@ -32,7 +32,6 @@ from optimizer.records import CompileObserver, Stage, TrialRecord
 from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
 from optimizer.search.calibrate import calibrate_steps, unscorable
 from optimizer.search.samplers import DONE, make_sampler, param_choices, params_of, variant_from_params
-from optimizer.search.selection import select_final
 from optimizer.search.settings import Budget, Caps, SearchSettings
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, ask, heartbeat, heartbeats
 from optimizer.search.study_store import WORKER, Spent, StudyStore, label
@@ -68,7 +67,7 @@ class Session:
                  caps: Caps, observer: CompileObserver | None):
         self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
         self.objectives, self.seed, self.study = list(search.objectives), search.seed, study
-        # the search spends the budget less the final selection's share; finish() restores the whole budget
+        # the search spends the budget less the final selection's share; select_final() restores the whole budget
         self.whole_budget, self.final_top = budget, search.final_top
         self.budget = budget.less(search.final_share) if search.final_top > 1 else budget
         self.sampler = make_sampler(search.sampler)
@@ -273,12 +272,3 @@ class Session:
         with suppress(BudgetExhausted):  # its trials then stay queued for a later run
             self._finish_inherited(space)
         self.save_spent()
-
-    def finish(self, space: SearchSpace) -> dict[str, TrialRecord]:
-        """After :meth:`search`: the final selection under the whole budget (its share included), returning
-        the study's final records by variant key; none when ``final_top`` is below 2."""
-        if self.final_top < 2:
-            return {}
-        self.budget = self.whole_budget
-        self.status = f"final selection of the top {self.final_top}"
-        return select_final(self, space, self.final_top)
