@@ -1,5 +1,6 @@
 """A sweep's results from its stored cell outcomes: a Markdown and CSV table per group of cells that differ
-only by seed, and two plots (test score vs LM calls per program, test score vs cost per example).
+only by seed, progopt's lead over DSPy's best optimizer (:mod:`~optimizer.sweep.head_to_head`), and two plots
+(test score vs LM calls per program, test score vs cost per example).
 
 >>> rows = group_rows(outcomes(Path("out/sweeps/quickstart")))
 >>> write_report(Path("out/sweeps/quickstart"))
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from optimizer.evaluate import bootstrap_ci
+from optimizer.sweep import head_to_head
 from optimizer.sweep.cell import CellOutcome, read_outcome
 
 COLUMNS = ("program", "optimizer", "models", "budget", "seeds", "test score", "95% CI", "LM calls",
@@ -147,11 +149,14 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_report(output: Path, title: str | None = None) -> dict[str, Path]:
-    """Rebuild ``report.md``, ``report.csv`` and ``report.png`` in ``output`` from its stored cells."""
-    rows = group_rows(outcomes(output))
+    """Rebuild ``report.md`` (both tables), ``report.csv`` (the first) and ``report.png`` in ``output`` from its
+    stored cells."""
+    cells = outcomes(output)
+    rows = group_rows(cells)
     title = title or f"Sweep {output.name}"
     paths = {"md": output / "report.md", "csv": output / "report.csv", "png": output / "report.png"}
-    paths["md"].write_text(markdown(rows, title), encoding="utf-8")
+    lead_table = head_to_head.markdown(head_to_head.leads(cells))
+    paths["md"].write_text(markdown(rows, title) + (f"\n{lead_table}" if lead_table else ""), encoding="utf-8")
     paths["csv"].write_text(csv_text(rows), encoding="utf-8")
     if rows:
         plot(rows, paths["png"])

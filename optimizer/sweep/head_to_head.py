@@ -1,0 +1,100 @@
+"""progopt's cells against the best DSPy optimizer of the same program and seed, on the same test examples:
+the lead and its paired bootstrap CI (the second table of a sweep's report).
+
+- **DSPy's best** is, per program and seed, the DSPy optimizer cell with the highest test score (``ZeroShot``
+  is a baseline, not an optimizer): chosen on test, the choice most favourable to DSPy.
+- **Paired**: every cell of a program evaluates the same test split in the same order (the sweep's splits are
+  fixed; ``evaluate`` returns results in input order), so the lead is the mean of per-example differences,
+  and its CI is a percentile bootstrap over them: the CI of the difference itself. Two marginal CIs can
+  overlap while it excludes 0; it is wide when the two programs miss different examples. Over seeds, the
+  differences of every (seed, example) pair are pooled, as the main table pools scores; seed-to-seed
+  variation beyond that is not in the CI.
+- A progopt cell whose test scores do not align with its rival's (another length) is left out, never
+  mis-paired.
+
+>>> table = markdown(leads(report.outcomes(Path("experiments/results/vs-dspy-2026-11-30"))))
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+
+from optimizer.evaluate import bootstrap_ci
+from optimizer.sweep.cell import CellOutcome
+
+BASELINE = "ZeroShot"  # a DSPy cell that compiles nothing: never "DSPy's best optimizer"
+
+
+@dataclass(frozen=True)
+class Lead:
+    """One progopt setting (its cells over seeds) against DSPy's best optimizer of each of those seeds."""
+
+    program: str
+    setting: str  # the progopt cells' label, e.g. progopt@1xdspy-max
+    rivals: tuple[tuple[int, str, float], ...]  # per seed: (seed, DSPy's best label, its test score)
+    progopt: float  # mean test score over the seeds
+    lead: float  # mean per-example difference, progopt minus DSPy's best
+    ci: tuple[float, float]
+
+
+def _split(cell: CellOutcome) -> tuple[object, int, int | None]:
+    """What decides a cell's test examples and their order: program and data, test size; with the seed, the
+    DSPy rival it is paired with."""
+    return cell.settings.program, cell.settings.seed, cell.settings.test_limit
+
+
+def best_dspy(cells: list[CellOutcome]) -> dict[tuple[object, int, int | None], CellOutcome]:
+    """Per program, seed and test split: the DSPy optimizer cell with the highest test score (ties: the first
+    in ``cells``' order)."""
+    best: dict[tuple[object, int, int | None], CellOutcome] = {}
+    for cell in cells:
+        if cell.settings.optimizer in ("progopt", BASELINE) or cell.state != "done" or not cell.test:
+            continue
+        key = _split(cell)
+        if key not in best or cell.test["score"] > best[key].test["score"]:
+            best[key] = cell
+    return best
+
+
+def leads(cells: list[CellOutcome]) -> list[Lead]:
+    """Every progopt setting with a DSPy rival on at least one seed, sorted by program and setting."""
+    rivals = best_dspy(cells)
+    paired: dict[str, list[tuple[CellOutcome, CellOutcome]]] = defaultdict(list)
+    for cell in cells:
+        if cell.settings.optimizer != "progopt" or cell.state != "done" or not cell.test_scores:
+            continue
+        rival = rivals.get(_split(cell))
+        if rival is not None and len(rival.test_scores) == len(cell.test_scores):
+            paired[cell.group].append((cell, rival))
+    out = []
+    for pairs in paired.values():
+        pairs.sort(key=lambda pair: pair[0].settings.seed)
+        diffs = np.concatenate([np.subtract(mine.test_scores, theirs.test_scores) for mine, theirs in pairs])
+        first = pairs[0][0].settings
+        out.append(Lead(program=first.program.name, setting=first.label(),
+                        rivals=tuple((mine.settings.seed, theirs.label, float(theirs.test["score"]))
+                                     for mine, theirs in pairs),
+                        progopt=float(np.mean([mine.test["score"] for mine, _ in pairs])),
+                        lead=float(diffs.mean()), ci=bootstrap_ci(diffs.tolist())))
+    return sorted(out, key=lambda lead: (lead.program, lead.setting))
+
+
+def markdown(rows: list[Lead]) -> str:
+    """The head-to-head table with its reading note; empty when no progopt cell has a DSPy rival."""
+    if not rows:
+        return ""
+    head = ("| program | progopt setting | seeds | progopt test | DSPy's best optimizer per seed (test) | lead "
+            "| 95% CI of the lead, paired |\n|" + " --- |" * 7)
+    body = "\n".join(
+        f"| {r.program} | {r.setting} | {len(r.rivals)} | {r.progopt:.3f} | "
+        + "; ".join(f"seed {seed}: {label} {score:.3f}" for seed, label, score in r.rivals)
+        + f" | {100 * r.lead:+.1f} | [{100 * r.ci[0]:+.1f}, {100 * r.ci[1]:+.1f}] |" for r in rows)
+    note = ("Lead and CI in points (hundredths of the score). DSPy's best: per seed, the DSPy optimizer cell with "
+            "the highest test score (ZeroShot excluded), the choice most favourable to DSPy. The CI is a "
+            "percentile bootstrap over per-example differences on the same test examples (over seeds, every "
+            "(seed, example) pair pooled); a CI that excludes 0 is a lead (or a loss) beyond the test "
+            "sample's noise.")
+    return f"## progopt against DSPy's best optimizer, same seed and test examples\n\n{head}\n{body}\n\n{note}\n"

@@ -1,0 +1,82 @@
+"""progopt against DSPy's best optimizer in a sweep's report: the rival is the best DSPy optimizer cell of the
+same program, seed and test split (never ZeroShot), the lead is the mean per-example difference, and its CI
+is paired by example. Built from stored outcomes, no model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from optimizer.sweep import head_to_head
+from optimizer.sweep.cell import CellOutcome, write_json
+from optimizer.sweep.config import CellSettings, ProgramSettings
+from optimizer.sweep.report import write_report
+
+SST2 = ProgramSettings(ref="programs/sentiment.py:Sentiment")
+NEWS = ProgramSettings(ref="programs/news.py:NewsTopic")
+
+
+def _cell(optimizer: str, scores: list[float], *, seed: int = 0, program: ProgramSettings = SST2,
+          models: tuple[str, ...] = ("local/smollm2-135m",), **extra) -> CellOutcome:
+    settings = CellSettings(program=program, optimizer=optimizer, seed=seed, models=models, **extra)
+    return CellOutcome(cell_id=settings.cell_id(), group=settings.group(), label=settings.label(),
+                       settings=settings, state="done", test_scores=scores,
+                       test={"score": float(np.mean(scores)), "cost_per_example": 1e-5, "latency_p50_s": 0.1,
+                             "latency_p95_s": 0.2, "validity_rate": 1.0})
+
+
+def _progopt(scores: list[float], **kw) -> CellOutcome:
+    return _cell("progopt", scores, models=("local/smollm2-135m", "local/gemma3-270m"), budget_from="dspy-max",
+                 **kw)
+
+
+def test_the_rival_is_the_best_dspy_optimizer_of_the_same_seed_and_never_zero_shot():
+    cells = [_cell("ZeroShot", [1, 1, 1, 1]), _cell("MIPROv2", [1, 0, 0, 0]), _cell("GEPA", [1, 1, 0, 0]),
+             _cell("GEPA", [1, 1, 1, 0], seed=1), _cell("LabeledFewShot", [1, 1, 1, 1], program=NEWS),
+             _progopt([1, 1, 1, 0])]
+    [lead] = head_to_head.leads(cells)
+    assert lead.rivals == ((0, "GEPA[smollm2-135m]", 0.5),)  # not ZeroShot (1.0), not seed 1, not NewsTopic
+    assert lead.lead == pytest.approx(0.25) and lead.progopt == pytest.approx(0.75)
+
+
+def test_the_ci_is_paired_by_example():
+    """The same examples right and wrong, plus 20 more right: a lead of exactly 0.1 on every resample, although
+    each program's own CI is about 0.3 wide."""
+    dspy = [1.0, 0.0] * 100
+    better = [1.0 if i % 2 == 0 or i < 40 else 0.0 for i in range(200)]
+    [lead] = head_to_head.leads([_cell("MIPROv2", dspy), _progopt(better)])
+    assert lead.lead == pytest.approx(0.1)
+    low, high = lead.ci
+    assert 0.05 < low <= 0.1 <= high < 0.15  # one-sided gains only: the CI stays above 0
+
+
+def test_seeds_pool_their_pairs_and_misaligned_cells_are_left_out():
+    cells = [_cell("MIPROv2", [0, 0, 0, 0]), _cell("GEPA", [1, 1, 1, 1], seed=1),
+             _progopt([1, 1, 0, 0]), _progopt([1, 1, 1, 1], seed=1),
+             _progopt([1, 1, 1], seed=2), _cell("GEPA", [0, 0, 0, 0], seed=2)]  # seed 2: 3 scores against 4
+    [lead] = head_to_head.leads(cells)
+    assert [seed for seed, _, _ in lead.rivals] == [0, 1]
+    assert lead.lead == pytest.approx((0.5 + 0.0) / 2) and lead.progopt == pytest.approx(0.75)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([0.0, 0.5, 1.0]), st.sampled_from([0.0, 0.5, 1.0])), min_size=2,
+                max_size=60))
+def test_the_lead_is_the_difference_of_the_two_test_scores_and_lies_in_its_ci(pairs):
+    mine, theirs = [a for a, _ in pairs], [b for _, b in pairs]
+    [lead] = head_to_head.leads([_cell("BootstrapFewShotWithRandomSearch", theirs), _progopt(mine)])
+    assert lead.lead == pytest.approx(np.mean(mine) - np.mean(theirs))
+    assert lead.ci[0] - 1e-9 <= lead.lead <= lead.ci[1] + 1e-9
+
+
+def test_the_report_adds_the_table_only_when_progopt_has_a_rival(tmp_path):
+    for cell in (_cell("MIPROv2", [1.0, 0.0]), _cell("ZeroShot", [0.0, 0.0], program=NEWS),
+                 _progopt([0.0, 0.0], program=NEWS), _progopt([1.0, 1.0])):
+        write_json(tmp_path / "cells" / cell.cell_id / "outcome.json", cell.model_dump(mode="json"))
+    text = write_report(tmp_path)["md"].read_text()
+    _, table = text.split("## progopt against DSPy's best optimizer")
+    assert "| Sentiment | progopt@1xdspy-max | 1 | 1.000 | seed 0: MIPROv2[smollm2-135m] 0.500 | +50.0 |" in table
+    assert "| NewsTopic |" not in table  # its only DSPy cell is ZeroShot
+    assert head_to_head.markdown([]) == ""
