@@ -1,5 +1,5 @@
 """progopt's cells against the best DSPy optimizer of the same program and seed, on the same test examples:
-the lead and its paired bootstrap CI (the second table of a sweep's report).
+the lead and its paired bootstrap CI (the second table of a sweep's report, and its forest plot).
 
 - **DSPy's best** is, per program and seed, the DSPy optimizer cell with the highest test score (``ZeroShot``
   is a baseline, not an optimizer): chosen on test, the choice most favourable to DSPy.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -98,3 +99,31 @@ def markdown(rows: list[Lead]) -> str:
             "(seed, example) pair pooled); a CI that excludes 0 is a lead (or a loss) beyond the test "
             "sample's noise.")
     return f"## progopt against DSPy's best optimizer, same seed and test examples\n\n{head}\n{body}\n\n{note}\n"
+
+
+def plot(rows: list[Lead], path: Path) -> Path:
+    """A forest plot: each progopt setting's lead over DSPy's best with its paired CI, one band per program,
+    a line at 0 (equal) and at +10 points."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9, 0.42 * len(rows) + 1.6))
+    ys = np.arange(len(rows))[::-1]
+    programs = list(dict.fromkeys(r.program for r in rows))
+    for y, r in zip(ys, rows, strict=True):
+        color = plt.get_cmap("tab10")(programs.index(r.program) % 10)
+        ax.errorbar(100 * r.lead, y, xerr=[[100 * (r.lead - r.ci[0])], [100 * (r.ci[1] - r.lead)]], fmt="o",
+                    color=color, capsize=3)
+    names = [f"{r.program}  {r.setting.removeprefix('progopt@').replace('xdspy-max', 'x')}  "
+             f"({len(r.rivals)} seed{'s' if len(r.rivals) > 1 else ''})" for r in rows]
+    ax.set_yticks(ys, names, fontsize=8)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.axvline(10, color="gray", linewidth=0.8, linestyle="--")
+    ax.set_xlabel("lead over DSPy's best optimizer, test points (95% CI paired by example)")
+    ax.set_title("progopt against DSPy's best optimizer (same seed, same test examples)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

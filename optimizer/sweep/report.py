@@ -149,13 +149,18 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path:
 
 
 def write_report(output: Path, title: str | None = None) -> dict[str, Path]:
-    """Rebuild ``report.md`` (both tables), ``report.csv`` (the first) and ``report.png`` in ``output`` from its
-    stored cells."""
+    """Rebuild ``report.md`` (both tables), ``report.csv`` (the first), ``report.png`` and, when progopt cells
+    have DSPy rivals, ``head_to_head.png`` in ``output`` from its stored cells."""
     cells = outcomes(output)
     rows = group_rows(cells)
     title = title or f"Sweep {output.name}"
-    paths = {"md": output / "report.md", "csv": output / "report.csv", "png": output / "report.png"}
-    lead_table = head_to_head.markdown(head_to_head.leads(cells))
+    paths = {"md": output / "report.md", "csv": output / "report.csv", "png": output / "report.png",
+             "leads": output / "head_to_head.png"}
+    leads = head_to_head.leads(cells)
+    lead_table = head_to_head.markdown(leads)
+    if leads:
+        head_to_head.plot(leads, paths["leads"])
+        lead_table += f"\n![progopt's leads]({paths['leads'].name})\n"
     paths["md"].write_text(markdown(rows, title) + (f"\n{lead_table}" if lead_table else ""), encoding="utf-8")
     paths["csv"].write_text(csv_text(rows), encoding="utf-8")
     if rows:

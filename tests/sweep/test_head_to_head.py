@@ -75,8 +75,16 @@ def test_the_report_adds_the_table_only_when_progopt_has_a_rival(tmp_path):
     for cell in (_cell("MIPROv2", [1.0, 0.0]), _cell("ZeroShot", [0.0, 0.0], program=NEWS),
                  _progopt([0.0, 0.0], program=NEWS), _progopt([1.0, 1.0])):
         write_json(tmp_path / "cells" / cell.cell_id / "outcome.json", cell.model_dump(mode="json"))
-    text = write_report(tmp_path)["md"].read_text()
-    _, table = text.split("## progopt against DSPy's best optimizer")
+    paths = write_report(tmp_path)
+    _, table = paths["md"].read_text().split("## progopt against DSPy's best optimizer")
     assert "| Sentiment | progopt@1xdspy-max | 1 | 1.000 | seed 0: MIPROv2[smollm2-135m] 0.500 | +50.0 |" in table
     assert "| NewsTopic |" not in table  # its only DSPy cell is ZeroShot
+    assert "![progopt's leads](head_to_head.png)" in table and paths["leads"].stat().st_size > 0
+
+
+def test_without_a_dspy_rival_the_report_has_neither_table_nor_plot(tmp_path):
+    for cell in (_cell("ZeroShot", [0.0, 1.0]), _progopt([1.0, 1.0])):
+        write_json(tmp_path / "cells" / cell.cell_id / "outcome.json", cell.model_dump(mode="json"))
+    paths = write_report(tmp_path)
+    assert "DSPy's best" not in paths["md"].read_text() and not paths["leads"].exists()
     assert head_to_head.markdown([]) == ""
