@@ -87,8 +87,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     search, space = SearchSettings(), SpaceSettings()
     p = sub.add_parser("compile", help="optimize a program; writes the chosen artifact, result JSON and front PNG")
-    add_task_arguments(p)
-    p.set_defaults(split="test")
+    add_task_arguments(p, split_help="split of the program's TASK for the test report after the search, when "
+                       "--data is not given (default test; 'none' skips the report, which on a multi-step program "
+                       "is slow)")
     p.add_argument("--train", help="train file or split (default: TASK train)")
     p.add_argument("--val", help="validation file or split (default: TASK val)")
     p.add_argument("--train-limit", type=count)

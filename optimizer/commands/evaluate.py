@@ -10,11 +10,12 @@ from optimizer.commands.options import count, model_name, positive_int
 from optimizer.outputs import check_output, write_atomic
 
 
-def add_task_arguments(p: argparse.ArgumentParser) -> None:
+def add_task_arguments(p: argparse.ArgumentParser,
+                       split_help: str = "split of the program's TASK when --data is not given") -> None:
     """Arguments that pick a program, its data, its metric and the model pool (evaluate and compile)."""
     p.add_argument("program", help="path/file.py:Class or module:Class")
     p.add_argument("--data", help="JSONL/CSV file (default: the program's TASK split)")
-    p.add_argument("--split", default="test", help="split of the program's TASK when --data is not given")
+    p.add_argument("--split", default="test", help=split_help)
     p.add_argument("--inputs", nargs="+", help="input field names (default: the program's TASK)")
     p.add_argument("--map", nargs="*", default=[], metavar="FIELD=COLUMN", help="rename file columns")
     p.add_argument("--metric", help="built-in (exact_match:FIELD, entity_f1[:FIELD]) or file.py:function")
