@@ -6,9 +6,11 @@ the lead and its paired bootstrap CI (the second table of a sweep's report, and 
 - **Paired**: every cell of a program evaluates the same test split in the same order (the sweep's splits are
   fixed; ``evaluate`` returns results in input order), so the lead is the mean of per-example differences,
   and its CI is a percentile bootstrap over them: the CI of the difference itself. Two marginal CIs can
-  overlap while it excludes 0; it is wide when the two programs miss different examples. Over seeds, the
-  differences of every (seed, example) pair are pooled, as the main table pools scores; seed-to-seed
-  variation beyond that is not in the CI.
+  overlap while it excludes 0; it is wide when the two programs miss different examples.
+- **Over seeds** the seeds share their test examples, so the bootstrap resamples examples, each carrying its
+  mean over the seeds (:func:`seed_means`; the main table's CIs do the same). Pooling every (seed, example)
+  pair as if independent counted each example once per seed and narrowed the CI (by up to √seeds); the
+  seed-to-seed variation of the optimizers themselves is not in the CI either way.
 - A progopt cell whose test scores do not align with its rival's (another length) is left out, never
   mis-paired.
 
@@ -18,6 +20,7 @@ the lead and its paired bootstrap CI (the second table of a sweep's report, and 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +42,14 @@ class Lead:
     progopt: float  # mean test score over the seeds
     lead: float  # mean per-example difference, progopt minus DSPy's best
     ci: tuple[float, float]
+
+
+def seed_means(runs: Sequence[Sequence[float]]) -> list[float]:
+    """Each test example's mean over ``runs`` (one per seed) that scored the same examples in the same order: the
+    unit a bootstrap over seeds resamples. Raises ValueError when the runs differ in length."""
+    if len({len(run) for run in runs}) > 1:
+        raise ValueError(f"runs over seeds score different test examples ({sorted({len(r) for r in runs})})")
+    return np.mean(np.asarray(runs, dtype=float), axis=0).tolist() if runs else []
 
 
 def _split(cell: CellOutcome) -> tuple[object, int, int | None]:
@@ -73,7 +84,7 @@ def leads(cells: list[CellOutcome]) -> list[Lead]:
     out = []
     for pairs in paired.values():
         pairs.sort(key=lambda pair: pair[0].settings.seed)
-        diffs = np.concatenate([np.subtract(mine.test_scores, theirs.test_scores) for mine, theirs in pairs])
+        diffs = np.asarray(seed_means([np.subtract(mine.test_scores, theirs.test_scores) for mine, theirs in pairs]))
         first = pairs[0][0].settings
         out.append(Lead(program=first.program.name, setting=first.label(),
                         rivals=tuple((mine.settings.seed, theirs.label, float(theirs.test["score"]))
@@ -95,9 +106,9 @@ def markdown(rows: list[Lead]) -> str:
         + f" | {100 * r.lead:+.1f} | [{100 * r.ci[0]:+.1f}, {100 * r.ci[1]:+.1f}] |" for r in rows)
     note = ("Lead and CI in points (hundredths of the score). DSPy's best: per seed, the DSPy optimizer cell with "
             "the highest test score (ZeroShot excluded), the choice most favourable to DSPy. The CI is a "
-            "percentile bootstrap over per-example differences on the same test examples (over seeds, every "
-            "(seed, example) pair pooled); a CI that excludes 0 is a lead (or a loss) beyond the test "
-            "sample's noise.")
+            "percentile bootstrap over per-example differences on the same test examples (over seeds, each "
+            "example's difference averaged over the seeds); a CI that excludes 0 is a lead (or a loss) beyond "
+            "the test sample's noise.")
     return f"## progopt against DSPy's best optimizer, same seed and test examples\n\n{head}\n{body}\n\n{note}\n"
 
 

@@ -36,7 +36,8 @@ def _mean(values: list[float]) -> float:
 
 
 def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
-    """One row per group (settings minus seed): means over seeds, the CI over every (seed, example) score."""
+    """One row per group (settings minus seed): means over seeds; the CI resamples test examples, each with its
+    mean over the seeds (:func:`~optimizer.sweep.head_to_head.seed_means`: the seeds share their examples)."""
     groups: dict[str, list[CellOutcome]] = defaultdict(list)
     for cell in cells:
         groups[cell.group].append(cell)
@@ -44,7 +45,7 @@ def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
     for members in groups.values():
         done = [c for c in members if c.state == "done" and c.test]
         first = members[0].settings
-        scores = [s for c in done for s in c.test_scores]
+        scores = head_to_head.seed_means([c.test_scores for c in done if c.test_scores])
         low, high = bootstrap_ci(scores) if scores else (float("nan"), float("nan"))
         rows.append({
             "program": first.program.name, "optimizer": first.optimizer, "label": first.label(),

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from optimizer.sweep import head_to_head
 from optimizer.sweep.cell import CellOutcome, write_json
 from optimizer.sweep.config import CellSettings, ProgramSettings
-from optimizer.sweep.report import write_report
+from optimizer.sweep.report import group_rows, write_report
 
 SST2 = ProgramSettings(ref="programs/sentiment.py:Sentiment")
 NEWS = ProgramSettings(ref="programs/news.py:NewsTopic")
@@ -52,13 +52,35 @@ def test_the_ci_is_paired_by_example():
     assert 0.05 < low <= 0.1 <= high < 0.15  # one-sided gains only: the CI stays above 0
 
 
-def test_seeds_pool_their_pairs_and_misaligned_cells_are_left_out():
+def test_seeds_average_their_differences_per_example_and_misaligned_cells_are_left_out():
     cells = [_cell("MIPROv2", [0, 0, 0, 0]), _cell("GEPA", [1, 1, 1, 1], seed=1),
              _progopt([1, 1, 0, 0]), _progopt([1, 1, 1, 1], seed=1),
              _progopt([1, 1, 1], seed=2), _cell("GEPA", [0, 0, 0, 0], seed=2)]  # seed 2: 3 scores against 4
     [lead] = head_to_head.leads(cells)
     assert [seed for seed, _, _ in lead.rivals] == [0, 1]
     assert lead.lead == pytest.approx((0.5 + 0.0) / 2) and lead.progopt == pytest.approx(0.75)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.sampled_from([-1.0, 0.0, 1.0]), min_size=2, max_size=40))
+def test_a_seed_that_repeats_another_adds_no_certainty(diffs):
+    """The seeds share their test examples: a second seed with the very same differences is no new evidence,
+    so the CI (and the main table's) must stay as it was, not narrow by √2 as pooled pairs did."""
+    mine = [max(d, 0.0) for d in diffs]
+    theirs = [max(-d, 0.0) for d in diffs]
+    one = [_cell("GEPA", theirs), _progopt(mine)]
+    two = one + [_cell("GEPA", theirs, seed=1), _progopt(mine, seed=1)]
+    [single], [double] = head_to_head.leads(one), head_to_head.leads(two)
+    assert double.ci == pytest.approx(single.ci) and double.lead == pytest.approx(single.lead)
+    [row_one] = [r for r in group_rows(one) if r["optimizer"] == "progopt"]
+    [row_two] = [r for r in group_rows(two) if r["optimizer"] == "progopt"]
+    assert row_two["ci"] == pytest.approx(row_one["ci"]) and row_two["seeds"] == 2
+
+
+def test_seed_means_refuses_runs_on_different_examples():
+    assert head_to_head.seed_means([[1.0, 0.0], [0.0, 0.0]]) == [0.5, 0.0]
+    with pytest.raises(ValueError, match="different test examples"):
+        head_to_head.seed_means([[1.0, 0.0], [1.0]])
 
 
 @settings(max_examples=50, deadline=None)
