@@ -79,7 +79,8 @@ def _cells(row: dict[str, Any]) -> list[str]:
 def markdown(rows: list[dict[str, Any]], title: str) -> str:
     header = "| " + " | ".join(COLUMNS) + " |\n|" + " --- |" * len(COLUMNS)
     body = "\n".join("| " + " | ".join(_cells(r)) + " |" for r in rows)
-    note = ("Test score: mean over seeds; 95% CI: percentile bootstrap over every (seed, example) score. LM calls "
+    note = ("Test score: mean over seeds; 95% CI: percentile bootstrap over the test examples, each with its mean "
+            "over the seeds (the seeds share their test examples). LM calls "
             "(mean over seeds): for progopt, the calls that reached a model during the compile (a request repeated "
             "within the compile is served by its response cache and not counted); for DSPy optimizers, every LM "
             "request of the compile, repeats included (on a fresh cache at most this many reach a model). Cost and "
