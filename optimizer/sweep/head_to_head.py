@@ -84,13 +84,13 @@ def leads(cells: list[CellOutcome]) -> list[Lead]:
     out = []
     for pairs in paired.values():
         pairs.sort(key=lambda pair: pair[0].settings.seed)
-        diffs = np.asarray(seed_means([np.subtract(mine.test_scores, theirs.test_scores) for mine, theirs in pairs]))
+        diffs = seed_means([np.subtract(mine.test_scores, theirs.test_scores) for mine, theirs in pairs])
         first = pairs[0][0].settings
         out.append(Lead(program=first.program.name, setting=first.label(),
                         rivals=tuple((mine.settings.seed, theirs.label, float(theirs.test["score"]))
                                      for mine, theirs in pairs),
                         progopt=float(np.mean([mine.test["score"] for mine, _ in pairs])),
-                        lead=float(diffs.mean()), ci=bootstrap_ci(diffs.tolist())))
+                        lead=float(np.mean(diffs)), ci=bootstrap_ci(diffs)))
     return sorted(out, key=lambda lead: (lead.program, lead.setting))
 
 
