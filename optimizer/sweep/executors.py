@@ -40,6 +40,7 @@ from optimizer.sweep.cell import read_outcome, run_cell, waiting_on
 from optimizer.sweep.config import CellSettings
 
 if TYPE_CHECKING:
+    import optuna
     from optuna.storages import RDBStorage
 
 HEARTBEAT_S = 2
@@ -72,12 +73,16 @@ def ledger_storage(url: str) -> RDBStorage:
     return open_storage(url, heartbeat_s=HEARTBEAT_S, grace_s=GRACE_S)
 
 
-def enqueue(job: CellJob, cells: Sequence[CellSettings]) -> None:
-    """Put every unfinished cell that has no live trial on the ledger (idempotent; see the module docstring)."""
+def enqueue(job: CellJob, cells: Sequence[CellSettings], study: optuna.Study | None = None) -> None:
+    """Put every unfinished cell that has no live trial on the ledger (idempotent; see the module docstring).
+    Pass the caller's loaded ``study`` when polling: its cached storage then reads only new and unfinished
+    trials, where a fresh one reads the whole ledger (every deferred claim adds a trial to it)."""
     import optuna
     from optuna.trial import TrialState
 
-    study = optuna.create_study(study_name=job.ledger_name, storage=ledger_storage(job.ledger), load_if_exists=True)
+    if study is None:
+        study = optuna.create_study(study_name=job.ledger_name, storage=ledger_storage(job.ledger),
+                                    load_if_exists=True)
     live = {t.user_attrs.get("cell") for t in study.get_trials(
         deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))}
     for cell in cells:
@@ -128,7 +133,7 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if not any(t.user_attrs.get("cell") in cells for t in waiting):
             time.sleep(IDLE_WAIT_S)  # another process runs the rest, or a dead one's trial awaits its grace period
-            enqueue(job, list(cells.values()))  # and a cell with no live trial at all goes back on the ledger
+            enqueue(job, list(cells.values()), study)  # and a cell with no live trial at all goes back on the ledger
             continue
         with _claiming(job):  # SQLite has no row locks: two processes could pop the same waiting trial
             trial = ask(study)
