@@ -136,9 +136,9 @@ def markdown_report(result: CompileResult) -> str:
              f"seed {result.seed}; budget {result.budget}; spent {result.spent}; "
              f"{len(result.trials)} evaluations; search space size {result.space.size()}", "",
              "## Validation: Pareto front (quality vs cost; * chosen) and baselines", "",
-             f"Chosen as the best of {len(result.trials)} evaluations on these examples, so its score overstates "
-             "what unseen examples give (by 4 points on average over the 25 compiles of "
-             "`experiments/results/vs-dspy-2026-11-30/val-vs-test.md`); a test split measures it.", "", header]
+             f"Chosen as the best of {len(result.trials)} evaluations on these examples, so its score is "
+             "optimistic for unseen examples; only examples the choice never saw (a test split) measure it.",
+             "", header]
     lines += [_row(describe(full[k]) + (" *" if k == result.chosen else ""), full[k].summary)
               for k in shown_keys(result)]
     lines += [_row(describe(b), b.summary) for b in result.baselines if b.variant_key not in result.front]
