@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -81,7 +82,34 @@ def cell_task(settings: CellSettings) -> TaskSetup:
 
 def _status(folder: Path, started: float, calls: int, state: str = "running") -> None:
     write_json(folder / STATUS, {"state": state, "started": started, "calls": calls, "pid": os.getpid(),
-                                 "updated": time.time()})
+                                 "host": socket.gethostname(), "updated": time.time()})
+
+
+def read_status(folder: Path) -> dict[str, Any]:
+    """A cell's ``status.json`` as a reader should take it (``{}``: never started). A ``running`` or ``waiting``
+    cell whose process is gone from this host reads ``stale``: it was killed, and the next run of the sweep takes
+    it again (a file written before ``host`` was recorded counts as this host's). A cell on another host, or
+    whose pid was reused by another process, reads as written."""
+    path = folder / STATUS
+    if not path.exists():
+        return {}
+    status = json.loads(path.read_text(encoding="utf-8"))
+    here = status.get("host", socket.gethostname()) == socket.gethostname()
+    if status.get("state") in ("running", "waiting") and here and not _alive(status.get("pid")):
+        status["state"] = "stale"
+    return status
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return True  # unknown: trust the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None, tracking_uri: str | None = None,

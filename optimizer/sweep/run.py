@@ -6,7 +6,6 @@ executor with a live table, and write the report.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from rich.live import Live
 from rich.table import Table
 
 from optimizer.models.local import THREADS_ENV
-from optimizer.sweep.cell import STATUS, read_outcome, write_json
+from optimizer.sweep.cell import read_outcome, read_status, write_json
 from optimizer.sweep.config import CELLS_FILE, CellSettings, SweepFile, load_sweep, run_order, select
 from optimizer.sweep.executors import CellJob, run_local, run_ray
 from optimizer.sweep.report import write_report
@@ -49,32 +48,36 @@ def _parent_run(tracking_uri: str, sweep: SweepFile, cells: Sequence[CellSetting
     return run.info.run_id
 
 
-def live_table(job: CellJob, cells: Sequence[CellSettings], started: float) -> Table:
-    """Each cell's state, LM calls, validation/test score and elapsed time; totals and an ETA."""
-    table = Table(title=f"sweep: {job.output}", show_lines=False)
+def live_table(output: Path, cells: Sequence[CellSettings], started: float | None = None) -> Table:
+    """Each cell's state (``stale``: its process is gone, see :func:`~optimizer.sweep.cell.read_status`), LM
+    calls, validation/test score and elapsed time; totals, and with the sweep's ``started`` time an ETA."""
+    table = Table(title=f"sweep: {output}", show_lines=False)
     for column in ("cell", "program", "optimizer", "seed", "state", "LM calls", "val", "test", "elapsed s"):
         table.add_column(column)
-    finished, seconds, calls = 0, 0.0, 0
+    finished, calls = 0, 0
     for cell in cells:
-        folder, outcome = job.folder(cell.cell_id()), read_outcome(job.folder(cell.cell_id()))
-        status = json.loads((folder / STATUS).read_text()) if (folder / STATUS).exists() else {}
+        folder = output / "cells" / cell.cell_id()
+        outcome = read_outcome(folder)
         if outcome is not None:
             finished += 1
-            seconds += outcome.compile_seconds
             calls += outcome.compile_calls
             state, n, val = outcome.state, outcome.compile_calls, outcome.validation_score
             test = (outcome.test or {}).get("score")
             elapsed = outcome.compile_seconds
         else:
+            status = read_status(folder)
             state, n, val, test = status.get("state", "pending"), status.get("calls", 0), None, None
-            elapsed = time.time() - status["started"] if "started" in status else 0.0
+            end = status.get("updated") if state == "stale" else time.time()  # a stale cell's clock stopped
+            elapsed = end - status["started"] if "started" in status else None
             calls += n
         table.add_row(cell.cell_id(), cell.program.name, cell.label(), str(cell.seed), state, str(n),
-                      "-" if val is None else f"{val:.3f}", "-" if test is None else f"{test:.3f}", f"{elapsed:.0f}")
-    remaining = len(cells) - finished
-    eta = (time.time() - started) / max(finished, 1) * remaining if finished else float("nan")
-    table.caption = (f"{finished}/{len(cells)} cells finished, {calls} LM calls, "
-                     f"elapsed {time.time() - started:.0f} s, ETA {'?' if eta != eta else f'{eta:.0f} s'}")
+                      "-" if val is None else f"{val:.3f}", "-" if test is None else f"{test:.3f}",
+                      "-" if elapsed is None else f"{elapsed:.0f}")
+    table.caption = f"{finished}/{len(cells)} cells finished, {calls} LM calls"
+    if started is not None:
+        remaining = len(cells) - finished
+        eta = f"{(time.time() - started) / finished * remaining:.0f} s" if finished else "?"
+        table.caption += f", elapsed {time.time() - started:.0f} s, ETA {eta}"
     return table
 
 
@@ -105,7 +108,7 @@ def run_sweep(path: str | Path, *, workers: int = 1, executor: str = "local", ad
                   tracking_uri=uri, parent_run_id=parent, threads=threads)
     started = time.time()
     console = Console(stderr=True)
-    with Live(get_renderable=lambda: live_table(job, cells, started), console=console, refresh_per_second=1,
+    with Live(get_renderable=lambda: live_table(output, cells, started), console=console, refresh_per_second=1,
               transient=False) if show_progress else nullcontext() as live:
         def on_idle() -> None:
             if show_progress:
