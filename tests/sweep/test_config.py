@@ -54,9 +54,13 @@ def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_match
     assert [(c.program.name, c.seed, c.label()) for c in chat] == [
         ("EntityExtractor", 0, "progopt@1xdspy-max(json,compact,chat)"),
         ("EntityExtractor", 0, "progopt@0.5xdspy-max(json,compact,chat)")]
-    rerun = [c for c in cells if c.optimizer_args]  # an include: one DSPy cell rerun with other arguments
+    rerun = [c for c in cells if c.optimizer_args]  # includes: a DSPy cell rerun, later seeds' cells replaced
     assert [(c.optimizer, c.models, c.seed) for c in rerun] == [
-        ("BootstrapFewShotWithRandomSearch", ("local/smollm2-135m",), 0)]
+        ("BootstrapFewShotWithRandomSearch", ("local/smollm2-135m",), 0),
+        *[("BootstrapFewShotWithRandomSearch", (m,), s) for s in (1, 2)
+          for m in ("local/smollm2-135m", "local/gemma3-270m")]]
+    assert not [c for c in cells if c.program.name == "EntityExtractor" and c.seed > 0
+                and c.optimizer == "BootstrapFewShotWithRandomSearch" and not c.optimizer_args]
     assert rerun[0].label() == "BootstrapFewShotWithRandomSearch[smollm2-135m](max_errors=100000)"
     assert all(c.budget_from == "dspy-max" and c.label().startswith("progopt@") for c in progopt)
     assert {c.final_top for c in progopt} == {0, 5}  # with and without the final selection
