@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -46,6 +47,14 @@ class ModelPool:
                                                       schema_style=schema_style)  # type: ignore[arg-type]
                    for n in names)
 
+    def journaled(self, path: Path) -> ModelPool:
+        """This pool with every model's engine behind one call journal at ``path`` (a rerun replays the outputs
+        recorded there: :mod:`optimizer.models.journal`)."""
+        from optimizer.models.journal import CallJournal, JournalEngine
+
+        journal, engine_for = CallJournal(path), self._engine_for or default_engine
+        return ModelPool(self.specs.values(), engine_for=lambda spec: JournalEngine(engine_for(spec), journal))
+
     @property
     def names(self) -> list[str]:
         return list(self.specs)
@@ -62,16 +71,19 @@ class ModelPool:
         with self._lock:
             if name not in self._lms:
                 spec = self[name]
-                if self._engine_for is not None:
-                    engine = self._engine_for(spec)
-                elif spec.provider == "local":
-                    from optimizer.models.retry import ResilientLlamaEngine
-
-                    engine = ResilientLlamaEngine(spec)
-                else:
-                    from optimizer.models.retry import ResilientApiEngine
-
-                    engine = ResilientApiEngine(spec)
+                engine = (self._engine_for or default_engine)(spec)
                 self._lms[name] = dspy.LM(spec.name, engine=engine, max_tokens=spec.max_tokens,
                                           temperature=spec.temperature, num_retries=0)
             return self._lms[name]
+
+
+def default_engine(spec: ModelSpec) -> Any:
+    """The engine a pool gives ``spec``: constrained llama.cpp for a local model, LiteLLM otherwise, each with a
+    timeout per call and retries of transient failures (:mod:`optimizer.models.retry`)."""
+    if spec.provider == "local":
+        from optimizer.models.retry import ResilientLlamaEngine
+
+        return ResilientLlamaEngine(spec)
+    from optimizer.models.retry import ResilientApiEngine
+
+    return ResilientApiEngine(spec)

@@ -7,12 +7,13 @@ progopt study (``study.db``, or the shared ``--storage`` under the study name ``
 :func:`_cache_for`) for progopt cells, ``dspy_program.json`` for DSPy cells, ``clock.json`` (the compile's
 wall and LM seconds over all its runs), and last, atomically, ``outcome.json``: a cell is finished exactly
 when that file exists.
-A rerun skips finished cells; an interrupted progopt cell resumes from its study (finished trials kept,
-paid calls served from the response cache). An interrupted DSPy cell starts again and replays the calls it
-already paid for from the process's shared response cache (the optimizers are seeded: they make the same
-requests in the same order), so it goes on where it stopped; its LM-call count counts cache hits (the same
-as one uninterrupted run) and its ``clock.json`` adds the earlier runs' seconds while the cache is the one
-they wrote.
+While the cell runs, ``calls.jsonl`` journals every model output (:mod:`optimizer.models.journal`); it is
+deleted when the cell finishes. A rerun skips finished cells; an interrupted cell starts again with its
+journal in front of the models, so the calls it already paid for are replayed (counted, not paid again) and
+it goes on where it stopped: a progopt cell also resumes from its study (finished trials kept); a DSPy cell's
+seeded optimizer makes the same requests in the same order. ``clock.json`` adds the earlier runs' seconds
+while the journal they wrote is there. Committing an unfinished cell's folder (journal and clock included)
+lets a fresh clone finish it: how a cell longer than one working session runs in pieces.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
 
 OUTCOME, STATUS, SETTINGS, RUNS = "outcome.json", "status.json", "settings.json", "runs.jsonl"
 LM_CACHE = "lm-cache"  # a progopt cell's own DSPy response cache (see _cache_for)
+JOURNAL = "calls.jsonl"  # the model outputs of an unfinished cell (optimizer.models.journal)
 
 
 class CellOutcome(BaseModel):
@@ -144,6 +146,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
             started = time.time()
             _status(folder, started, 0)
         task = cell_task(settings)
+        task.pool = task.pool.journaled(folder / JOURNAL)
         p = settings.program
         train = task.load(p.train or "train", settings.train_limit)
         val = task.load(p.val or "val", settings.val_limit)
@@ -161,6 +164,7 @@ def run_cell(settings: CellSettings, folder: Path, *, storage: str | None = None
     if tracking_uri != "none":
         _log_run(outcome, tracking_uri, experiment, parent_run_id)
     write_json(folder / OUTCOME, outcome.model_dump(mode="json"))
+    (folder / JOURNAL).unlink(missing_ok=True)  # a checkpoint; the outcome is the result
     _status(folder, started, outcome.compile_calls, outcome.state)
     return outcome
 
@@ -316,11 +320,10 @@ class _Refresh:
 
 def _dspy(settings: CellSettings, folder: Path, task: Any, train: list, val: list, test: list, **context: Any
           ) -> dict[str, Any]:
-    from optimizer import runtime
     from optimizer.sweep.baselines import dspy_adapter, run_dspy_optimizer
     from optimizer.sweep.clock import cell_clock
 
-    clock = cell_clock(folder, cache=str(runtime.configured_cache()))
+    clock = cell_clock(folder, cache=JOURNAL, prior=(folder / JOURNAL).exists())
     compiled = run_dspy_optimizer(settings, task, train, val, folder, clock)
     totals = clock.finish()
     lm, adapter = task.pool.lm(settings.models[0]), dspy_adapter(settings)

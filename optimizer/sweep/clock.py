@@ -80,8 +80,9 @@ class CompileClock(CallCounter):
 
 def read_clock(folder: Path, cache: str | None = None) -> dict[str, float]:
     """What earlier runs of a resumed cell saved in ``folder/clock.json`` (``{}`` for a first run). With
-    ``cache``, the earlier runs count only if they wrote that response cache (a DSPy cell replays its paid calls
-    from it; with another cache it pays them again, and counting the earlier runs too would count them twice)."""
+    ``cache`` (what replays the earlier runs' calls: a DSPy cell's call journal), the earlier runs count only if
+    they were saved with the same one (with another, the calls are paid again, and counting the earlier runs too
+    would count them twice)."""
     path = folder / CLOCK_FILE
     try:
         clock = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
@@ -92,12 +93,13 @@ def read_clock(folder: Path, cache: str | None = None) -> dict[str, float]:
         raise ValueError(f"{path}: not a cell clock ({exc}); delete it to count this run's time only") from exc
 
 
-def cell_clock(folder: Path, cache: str | None = None) -> CompileClock:
+def cell_clock(folder: Path, cache: str | None = None, prior: bool = True) -> CompileClock:
     """The :class:`CompileClock` of the cell in ``folder``: it starts from what the cell's earlier runs saved
-    (:func:`read_clock`) and saves to ``folder/clock.json`` as it goes, with ``cache`` if given."""
+    (:func:`read_clock`; nothing when not ``prior``: their calls cannot be replayed) and saves to
+    ``folder/clock.json`` as it goes, with ``cache`` if given."""
     extra = {} if cache is None else {"cache": cache}
 
     def save(totals: dict[str, float]) -> None:
         write_atomic(folder / CLOCK_FILE, json.dumps({**totals, **extra}, indent=1))
 
-    return CompileClock(read_clock(folder, cache), save=save)
+    return CompileClock(read_clock(folder, cache) if prior else {}, save=save)

@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import dspy
 
 from optimizer import runtime
+from optimizer.models import ModelPool
 from optimizer.sweep import cell as cell_module
 from optimizer.sweep.config import CellSettings, ProgramSettings
 
@@ -23,7 +24,8 @@ def test_each_progopt_cell_compiles_under_its_own_cache_and_dspy_cells_share_one
         seen.append((settings.label(), runtime.configured_cache()))
         return {}
 
-    monkeypatch.setattr(cell_module, "cell_task", lambda settings: SimpleNamespace(load=lambda split, limit: []))
+    monkeypatch.setattr(cell_module, "cell_task", lambda settings: SimpleNamespace(
+        load=lambda split, limit: [], pool=ModelPool.default()))
     monkeypatch.setattr(cell_module, "_progopt", runner)
     monkeypatch.setattr(cell_module, "_dspy", runner)
     monkeypatch.setattr(dspy, "cache", dspy.cache)  # the process's cache comes back after the test
