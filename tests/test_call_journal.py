@@ -55,7 +55,10 @@ def test_a_line_torn_by_a_kill_is_skipped_and_the_rest_replays(tmp_path):
     assert journal.skipped == 1 and len(journal.entries) == 1
     inner = _Counting()
     JournalEngine(inner, journal).complete(_request("a"))
-    assert inner.generated == 0
+    JournalEngine(inner, journal).complete(_request("b"))  # appended after the torn line, not onto it
+    assert inner.generated == 1
+    reread = CallJournal(path)
+    assert reread.skipped == 1 and set(reread.entries) == set(journal.entries) and len(reread.entries) == 2
 
 
 @settings(max_examples=50, deadline=None)

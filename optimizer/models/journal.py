@@ -32,13 +32,14 @@ class CallJournal:
         self.entries: dict[str, dict[str, Any]] = {}
         self.skipped = 0  # unreadable lines (a torn last line after a kill)
         self._lock = threading.Lock()
-        if path.exists():
-            for line in path.read_text(encoding="utf-8").splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.entries[entry["digest"]] = {k: entry[k] for k in FIELDS}
-                except (ValueError, KeyError, TypeError):
-                    self.skipped += 1
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        self._torn = bool(text) and not text.endswith("\n")  # the next line must not extend the torn one
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                self.entries[entry["digest"]] = {k: entry[k] for k in FIELDS}
+            except (ValueError, KeyError, TypeError):
+                self.skipped += 1
 
     def get(self, digest: str) -> Generation | None:
         entry = self.entries.get(digest)
@@ -50,7 +51,8 @@ class CallJournal:
             self.entries[digest] = entry
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"digest": digest, **entry}) + "\n")
+                fh.write("\n" * self._torn + json.dumps({"digest": digest, **entry}) + "\n")
+            self._torn = False
 
 
 class JournalEngine:
