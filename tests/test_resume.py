@@ -1,6 +1,8 @@
-"""Kill a real compile process midway (SIGKILL) and resume it with the same storage."""
+"""Kill a real compile process midway (SIGKILL) and resume it: with the same storage, or on a fresh clone that
+has only the call journal a sweep cell commits."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,9 +22,9 @@ BUDGET = 90
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _start(tmp: Path) -> subprocess.Popen:
+def _start(tmp: Path, *journal: str) -> subprocess.Popen:
     args = [f"sqlite:///{tmp / 'study.db'}", str(tmp / "cache"), str(tmp / "calls.log"), str(tmp / "result.json"),
-            str(BUDGET)]
+            str(BUDGET), *journal]
     return subprocess.Popen([sys.executable, "-m", "tests.fixtures.resume_case", *args], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
@@ -33,18 +35,23 @@ def _complete(storage: str) -> dict[int, tuple]:
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
 
 
-def test_sigkilled_compile_resumes_without_rerunning_trials_or_repaying_calls(tmp_path):
-    storage = f"sqlite:///{tmp_path / 'study.db'}"
-    proc = _start(tmp_path)
+def _kill_after_four_trials(tmp: Path, *journal: str) -> dict[int, tuple]:
+    storage = f"sqlite:///{tmp / 'study.db'}"
+    proc = _start(tmp, *journal)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         time.sleep(1)
-        if has_study(tmp_path / "study.db", "resume-case") and len(_complete(storage)) >= 4:
+        if has_study(tmp / "study.db", "resume-case") and len(_complete(storage)) >= 4:
             break
     assert proc.poll() is None, "the compile finished before it could be killed: raise BUDGET"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    before = _complete(storage)
+    return _complete(storage)
+
+
+def test_sigkilled_compile_resumes_without_rerunning_trials_or_repaying_calls(tmp_path):
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    before = _kill_after_four_trials(tmp_path)
     paid_before = (tmp_path / "calls.log").read_text().split()
     assert len(before) >= 4 and 0 < len(paid_before) < BUDGET
 
@@ -63,3 +70,24 @@ def test_sigkilled_compile_resumes_without_rerunning_trials_or_repaying_calls(tm
     result = CompileResult.model_validate_json((tmp_path / "result.json").read_text())
     assert result.spent["calls"] == BUDGET and len(paid) <= BUDGET
     assert result.chosen in {t.variant_key for t in result.trials}
+
+
+def test_on_a_fresh_clone_with_only_the_call_journal_the_compile_replays_its_trials_and_pays_the_rest(tmp_path):
+    """What a committed unfinished sweep cell relies on: no study, no response cache, only ``calls.jsonl``."""
+    journal = str(tmp_path / "calls.jsonl")
+    before = _kill_after_four_trials(tmp_path, journal)
+    paid_before = (tmp_path / "calls.log").read_text().split()
+    shutil.rmtree(tmp_path / "cache")
+    (tmp_path / "study.db").unlink()
+
+    rerun = _start(tmp_path, journal)
+    _, err = rerun.communicate(timeout=900)
+    assert rerun.returncode == 0, err.decode()[-2000:]
+
+    after = _complete(f"sqlite:///{tmp_path / 'study.db'}")
+    for number, (params, values, _) in before.items():  # the same trials again, scored on the replayed outputs
+        assert after[number][:2] == (params, values)
+    paid = (tmp_path / "calls.log").read_text().split()
+    assert len(paid) > len(paid_before) and len(paid) == len(set(paid)), "a journaled call was paid again"
+    result = CompileResult.model_validate_json((tmp_path / "result.json").read_text())
+    assert result.spent["calls"] == BUDGET and len(paid) <= BUDGET
