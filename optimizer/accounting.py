@@ -93,9 +93,11 @@ class MeterHooks(Protocol):
 
 @dataclass(eq=False)
 class EngineMeter:
-    """The calls that reached a model (never cache hits) and their cost, in one metered scope (a compile, a
-    sweep cell); thread-safe. Engines reach the active meter through :func:`reserve_call` (a ``ContextVar``,
-    see :func:`metered`), so two compiles in one process, on two threads, each count only their own calls.
+    """The calls that reached a model and their cost, in one metered scope (a compile, a sweep cell);
+    thread-safe. Response-cache hits are never counted; a call journal's replays are, as the calls they
+    replay (see :mod:`optimizer.models.journal`), so a resumed cell spends its budget as one uninterrupted run.
+    Engines reach the active meter through :func:`reserve_call` (a ``ContextVar``, see :func:`metered`), so two
+    compiles in one process, on two threads, each count only their own calls.
 
     A meter with a ``parent`` (the meter active when it was made) also counts every call in the parent and
     is bound by its limits. This scope never exceeds its call limit; cost and time are checked before the
