@@ -93,9 +93,9 @@ class MeterHooks(Protocol):
 
 @dataclass(eq=False)
 class EngineMeter:
-    """The calls that reached a model and their cost, in one metered scope (a compile, a sweep cell);
-    thread-safe. Response-cache hits are never counted; a call journal's replays are, as the calls they
-    replay (see :mod:`optimizer.models.journal`), so a resumed cell spends its budget as one uninterrupted run.
+    """The model calls of one metered scope (a compile, a sweep cell) and their cost; thread-safe.
+    Response-cache hits are never counted; a call journal's replays are, as the calls they replay (see
+    :mod:`optimizer.models.journal`), so a resumed cell spends its budget as one uninterrupted run.
     Engines reach the active meter through :func:`reserve_call` (a ``ContextVar``, see :func:`metered`), so two
     compiles in one process, on two threads, each count only their own calls.
 
