@@ -6,7 +6,9 @@
   trial carrying its id. Optuna pops each waiting trial exactly once (across ``progopt sweep`` processes
   sharing a PostgreSQL ``--storage`` by its row lock); its heartbeat fails the trial of a killed process
   after a grace period and ``RetryHeartbeatStaleTrialCallback`` re-enqueues it, so a rerun or another worker
-  picks it up and the cell resumes from its own study. Should two trials ever carry one cell (two processes
+  picks it up and the cell resumes from its own study. A cell that never started gives way to an interrupted
+  one waiting behind it (a retry is enqueued after the cells already waiting, and resumed cells would
+  otherwise wait for them all). Should two trials ever carry one cell (two processes
   enqueueing at once), the one with the lowest number runs it and the others are pruned. A cell is finished
   when its ``outcome.json`` exists, whatever the ledger says, so a finished cell is never run again.
   A cell that must wait for others (``budget_from``: its budget is their largest call count) and finds them
@@ -36,7 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from optimizer.search.storage import ask, heartbeat, open_storage
-from optimizer.sweep.cell import read_outcome, run_cell, waiting_on
+from optimizer.sweep.cell import RUNS, read_outcome, run_cell, waiting_on
 from optimizer.sweep.config import CellSettings
 
 if TYPE_CHECKING:
@@ -115,6 +117,11 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
         rivals = study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
         if any(t.user_attrs.get("cell") == cell and t.number < trial.number for t in rivals):
             raise optuna.TrialPruned(f"cell {cell} is claimed by an earlier trial")
+        if not _started(job.folder(cell)) and any(
+                _resumable(job, cells[c]) for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+                if (c := t.user_attrs.get("cell")) in cells):  # an interrupted cell resumes before new ones start
+            study.enqueue_trial({}, user_attrs={"cell": cell})
+            raise optuna.TrialPruned(f"cell {cell} waits for the interrupted cells to resume")
         if waiting_on(cells[cell], job.output / "cells"):  # holding this worker could starve the cells it waits for
             study.enqueue_trial({}, user_attrs={"cell": cell})  # so it goes to the back of the queue
             time.sleep(DEFER_WAIT_S)
@@ -147,6 +154,18 @@ def claim_and_run(job: CellJob, cells: dict[str, CellSettings]) -> None:
                 study.tell(trial, state=TrialState.FAIL)
                 raise
             study.tell(trial, value)
+
+
+def _started(folder: Path) -> bool:
+    """Whether a run of the cell in ``folder`` began before (it appends to ``runs.jsonl`` as it starts)."""
+    return (folder / RUNS).exists()
+
+
+def _resumable(job: CellJob, cell: CellSettings) -> bool:
+    """An interrupted cell that can run now: started before, unfinished, waiting for no other cell (a fresh
+    cell never gives way to one that would put itself back, or the two would trade places forever)."""
+    folder = job.folder(cell.cell_id())
+    return _started(folder) and read_outcome(folder) is None and not waiting_on(cell, job.output / "cells")
 
 
 def exit_with_parent(parent: int) -> None:
