@@ -22,7 +22,7 @@ PLAN: dict[str, dict[str, tuple[str, int, int]]] = {
     "trec": {"train": ("train.jsonl", 300, 0), "val": ("train.jsonl", 200, 300),
              "test": ("test.jsonl", 300, 0)},
     "conll2003": {"train": ("train.jsonl", 200, 0), "val": ("validation.jsonl", 100, 0),
-                  "test": ("test.jsonl", 100, 0)},
+                  "test": ("test.jsonl", 300, 0)},
 }
 KEEP = {  # fields copied per task (the rest of the source row is dropped)
     "sst2": ["idx", "sentence", "label"],
