@@ -13,7 +13,8 @@ the first run (its per-example latencies were not kept): ``test["latency_example
     PROGOPT_THREADS=1 .venv/bin/python experiments/topup_test.py experiments/results/vs-dspy-2026-11-30 \
         --only program=EntityExtractor
 
-Resumable: a cell's outcome is rewritten (atomically) as soon as its rows are scored; finished ones are skipped.
+Resumable: a cell's outcome is rewritten (atomically) as soon as its rows are scored; finished ones are skipped,
+so two processes can share the work (``--only seed=0``, ``--only seed=1``).
 """
 
 from __future__ import annotations
@@ -77,8 +78,9 @@ def main() -> None:
                             text=True).stdout.strip()
     outcomes = [o for f in sorted((args.results / "cells").iterdir()) if (o := read_outcome(f)) and o.state == "done"]
     kept = {s.cell_id() for s in select([o.settings for o in outcomes], args.only)}
-    for outcome in track([o for o in outcomes if o.cell_id in kept], description="topping up"):
-        folder = args.results / "cells" / outcome.cell_id
+    for listed in track([o for o in outcomes if o.cell_id in kept], description="topping up"):
+        folder = args.results / "cells" / listed.cell_id
+        outcome = read_outcome(folder) or listed  # read again: another process may have topped it up since
         task = cell_task(outcome.settings)
         p = outcome.settings.program
         test = task.load(p.test or "test", outcome.settings.test_limit)
