@@ -37,8 +37,8 @@ from optimizer.space.build import build_program  # noqa: E402
 from optimizer.sweep.cell import cell_task, read_outcome  # noqa: E402
 
 
-def tie_break(result: CompileResult) -> TrialRecord | None:
-    """The variant the rule picks, or None where it keeps the compile's choice."""
+def tie_break(result: CompileResult) -> tuple[TrialRecord, TrialRecord] | None:
+    """The compile's chosen record and the one the rule picks instead, or None where the rule keeps it."""
     full = result.best_full()
     chosen = full.get(result.chosen or "")
     if chosen is None:
@@ -46,7 +46,8 @@ def tie_break(result: CompileResult) -> TrialRecord | None:
     low = chosen.summary.score_ci[0]
     inside = [r for r in full.values() if r.summary.score >= low]
     pick = max(inside, key=lambda r: (round(r.summary.validity_rate, 2), r.summary.score, -r.number))
-    return pick if round(pick.summary.validity_rate, 2) > round(chosen.summary.validity_rate, 2) else None
+    better = round(pick.summary.validity_rate, 2) > round(chosen.summary.validity_rate, 2)
+    return (chosen, pick) if better else None
 
 
 def render(rows: dict[str, Any], command: str) -> str:
@@ -81,15 +82,15 @@ def main() -> None:
         if outcome is None or outcome.state != "done" or not (folder / "result.json").exists():
             continue
         result = CompileResult.model_validate_json((folder / "result.json").read_text(encoding="utf-8"))
-        pick = tie_break(result)
-        if pick is None or folder.name in rows:
+        pair = tie_break(result)
+        if pair is None or folder.name in rows:
             continue
+        chosen, pick = pair
         task = cell_task(outcome.settings)
         p = outcome.settings.program
         test = task.load(p.test or "test", outcome.settings.test_limit)
         runnable = build_program(task.program_class(), pick.steps, task.pool.lm)
         evaluation = evaluate(runnable, test, task.metric, show_progress=False)
-        chosen = result.best_full()[result.chosen]
         scores = [r.score for r in evaluation.results]
         shipped = outcome.test or {}
         rows[folder.name] = {
