@@ -4,10 +4,12 @@ This is the only place progopt imports user code. Two entry points, two levels o
 
 - :func:`resolve` takes a reference the **user** typed (a CLI argument, ``compile(program_ref=...)``): any
   file or importable module, since the user chose it.
-- :func:`resolve_trusted` takes a reference an **artifact** carries. It is located without running anything,
-  only inside the trusted roots (directories the user trusts) or an installed distribution; ``..``, absolute
-  paths outside the roots and symlinks leading out are refused; the file's bytes are hashed and compared
-  *before* the import, and those same bytes are what runs.
+- :func:`resolve_trusted` takes a reference an **artifact** carries. It is located and checked without
+  running anything (:mod:`optimizer.trusted_files`: only under roots or distributions the user chose, an
+  exact unshadowed ``.py`` file, owned and writable by the user alone); its bytes are hashed and compared
+  *before* anything runs, and exactly those bytes run (never a bytecode cache, never a second read).
+  An exit, an interrupt or a catchable signal raised while the program's code runs becomes a
+  :class:`ProgramReferenceError`, not the end of the process.
 
 Neither leaves ``sys.path`` changed: a root is on it only while its module's code runs.
 
@@ -20,47 +22,36 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.abc
-import importlib.metadata
 import importlib.util
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-PROJECT_MARKERS = ("pyproject.toml", "setup.py", "setup.cfg", ".git")
+from optimizer.trusted_files import (
+    ProgramReferenceError,
+    UntrustedReferenceError,
+    locate,
+    project_root,
+    split_ref,
+)
 
+__all__ = ["ProgramReferenceError", "SourceMismatchError", "UntrustedReferenceError", "guarded", "locate",
+           "module_of", "portable", "program_root", "resolve", "resolve_trusted", "sha256_file", "source_hash"]
 
-class ProgramReferenceError(ImportError):
-    """A ``file.py:Name`` / ``module:Name`` reference that does not resolve."""
-
-
-class UntrustedReferenceError(ProgramReferenceError):
-    """A reference an artifact carries that points outside the trusted roots and installed distributions."""
+GUARDED_SIGNALS = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGALRM", "SIGPIPE")
 
 
 class SourceMismatchError(ProgramReferenceError):
     """The referenced file's bytes do not hash to the sha256 the caller expected."""
 
 
-@dataclass(frozen=True)
-class Location:
-    """Where a reference's code lives: its file, and the root to put on ``sys.path`` while it imports
-    (``None`` for an installed module, already importable)."""
-
-    path: Path
-    root: Path | None
-    module: str | None = None  # the dotted name of a ``module:Name`` reference
-
-
-def project_root(start: Path) -> Path | None:
-    """The nearest directory at or above ``start`` holding a project marker (pyproject.toml, .git, ...)."""
-    for directory in (start, *start.parents):
-        if any((directory / marker).exists() for marker in PROJECT_MARKERS):
-            return directory
-    return None
+class _ProgramSignal(Exception):
+    """A signal delivered while program code ran under :func:`guarded`."""
 
 
 def sha256_file(path: Path) -> str:
@@ -79,88 +70,32 @@ def _on_sys_path(root: Path | None) -> Iterator[None]:
         sys.path[:] = saved
 
 
-def _split(ref: str) -> tuple[str, str]:
-    target, sep, attr = ref.partition(":")
-    if not sep or not target or not attr:
-        raise ProgramReferenceError(f"{ref!r}: expected 'path/file.py:Name' or 'module:Name'")
-    return target, attr
+def _raise_signal(signum: int, frame: object) -> None:
+    raise _ProgramSignal(signal.Signals(signum).name)
 
 
-def _inside(path: Path, root: Path) -> bool:
-    return path == root or root in path.parents
-
-
-def _locate_file(target: str, roots: Sequence[Path]) -> Location:
-    posix = PurePosixPath(target.replace("\\", "/"))
-    if ".." in posix.parts:
-        raise UntrustedReferenceError(f"{target}: a program path in an artifact may not contain '..'")
-    outside = None
-    for root in roots:
-        root = root.resolve()
-        candidate = Path(posix) if posix.is_absolute() else root / posix
-        if not candidate.is_file():
-            continue
-        resolved = candidate.resolve()
-        if _inside(resolved, root):
-            return Location(resolved, root)
-        outside = resolved
-    if outside is not None:
-        raise UntrustedReferenceError(f"{target}: resolves to {outside}, outside the trusted roots ({_names(roots)})")
-    raise UntrustedReferenceError(f"{target}: not a file under the trusted roots ({_names(roots)}); "
-                                  "trust its directory explicitly (--trust DIR or PROGOPT_TRUST) to load it")
-
-
-def _module_file(base: Path, parts: Sequence[str], root: Path) -> Path | None:
-    """``base/a/b.py`` or ``base/a/b/__init__.py`` for ``parts`` ``[a, b]``, every step inside ``root``."""
-    directory = base
-    for part in parts[:-1]:
-        directory = directory / part
-        if not directory.is_dir() or not _inside(directory.resolve(), root):
-            return None
-    for candidate in (directory / f"{parts[-1]}.py", directory / parts[-1] / "__init__.py"):
-        if candidate.is_file():
-            return candidate.resolve() if _inside(candidate.resolve(), root) else None
-    return None
-
-
-def _installed_file(parts: Sequence[str]) -> Path | None:
-    """The file of ``a.b.c`` inside an installed distribution's top-level package, found without importing."""
-    if parts[0] not in importlib.metadata.packages_distributions():
-        return None  # the standard library and loose files on sys.path are not distributions
-    spec = importlib.util.find_spec(parts[0])  # a top-level find_spec runs no package code
-    if spec is None or spec.origin is None:
-        return None
-    if len(parts) == 1:
-        return Path(spec.origin).resolve()
-    for location in spec.submodule_search_locations or ():
-        base = Path(location).resolve()
-        found = _module_file(base, parts[1:], base)
-        if found is not None:
-            return found
-    return None
-
-
-def _locate_module(target: str, roots: Sequence[Path]) -> Location:
-    parts = target.split(".")
-    if not all(part.isidentifier() for part in parts):
-        raise ProgramReferenceError(f"{target!r} is not a dotted module name")
-    for root in roots:
-        root = root.resolve()
-        found = _module_file(root, parts, root)
-        if found is not None:
-            return Location(found, root, target)
-    found = _installed_file(parts)
-    if found is not None:
-        return Location(found, None, target)
-    raise UntrustedReferenceError(f"{target}: no module of that name under the trusted roots ({_names(roots)}) "
-                                  "or in an installed distribution")
-
-
-def locate(ref: str, roots: Sequence[Path]) -> Location:
-    """Where an artifact's reference lives, found without running any code; raises
-    :class:`UntrustedReferenceError` when it is outside ``roots`` and the installed distributions."""
-    target, _ = _split(ref)
-    return _locate_file(target, roots) if target.endswith(".py") else _locate_module(target, roots)
+@contextmanager
+def guarded(what: str) -> Iterator[None]:
+    """Runs program code so that ``sys.exit``, ``KeyboardInterrupt`` and catchable signals it causes (in the
+    main thread: SIGTERM, SIGINT, SIGHUP, ...) become a :class:`ProgramReferenceError` naming ``what``; the
+    process's own signal handlers are restored afterwards, whatever the code installed. (``os._exit`` and
+    SIGKILL cannot be caught by any process: the refusal to run untrusted code is what stops those.)"""
+    main = threading.current_thread() is threading.main_thread()
+    saved = {}
+    if main:
+        for name in GUARDED_SIGNALS:
+            number = getattr(signal, name, None)
+            if number is not None:
+                saved[number] = signal.signal(number, _raise_signal)
+    try:
+        yield
+    except (SystemExit, KeyboardInterrupt, _ProgramSignal) as exc:
+        kind = {SystemExit: f"exited (code {getattr(exc, 'code', None)!r})", KeyboardInterrupt: "was interrupted"}
+        raise ProgramReferenceError(f"{what}: the program's code {kind.get(type(exc), f'raised signal {exc}')}") \
+            from None
+    finally:
+        for number, handler in saved.items():
+            signal.signal(number, handler)
 
 
 class _VerifiedSource(importlib.abc.SourceLoader):
@@ -183,33 +118,37 @@ def _file_module_name(path: Path, data: bytes) -> str:
     return f"progopt_user.{path.stem}_{hashlib.sha1(str(path).encode() + data).hexdigest()[:12]}"
 
 
-def _import_file(ref: str, path: Path, data: bytes, root: Path | None) -> ModuleType:
-    name = _file_module_name(path, data)
+def _import_file(ref: str, location_path: Path, data: bytes, root: Path | None, package: str = "") -> ModuleType:
+    """Runs ``data`` (the bytes already read and hashed) as a new module named after path and content, with
+    ``root`` on ``sys.path`` so the program can import its siblings, and ``package`` as its ``__package__``
+    (relative imports of a ``module:Name`` reference)."""
+    name = _file_module_name(location_path, data)
     if name in sys.modules:
         return sys.modules[name]
-    loader = _VerifiedSource(path, data)
-    spec = importlib.util.spec_from_file_location(name, path, loader=loader)
+    loader = _VerifiedSource(location_path, data)
+    spec = importlib.util.spec_from_file_location(name, location_path, loader=loader)
     module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    module.__package__ = package
     sys.modules[name] = module
     try:
-        with _on_sys_path(root):  # lets a program file import its sibling package (programs/...)
+        with _on_sys_path(root), guarded(ref):
             loader.exec_module(module)
+    except ProgramReferenceError:
+        sys.modules.pop(name, None)
+        raise
     except Exception as exc:
         sys.modules.pop(name, None)
-        raise ProgramReferenceError(f"{ref}: importing {path} failed: {type(exc).__name__}: {exc}") from exc
+        raise ProgramReferenceError(f"{ref}: importing {location_path} failed: {type(exc).__name__}: {exc}") \
+            from exc
     return module
 
 
-def _import_module(ref: str, target: str, root: Path | None, expected: Path | None = None) -> ModuleType:
+def _import_module(ref: str, target: str, root: Path | None) -> ModuleType:
     try:
         with _on_sys_path(root):
-            module = importlib.import_module(target)
+            return importlib.import_module(target)
     except Exception as exc:
         raise ProgramReferenceError(f"{ref}: cannot import module {target!r}: {type(exc).__name__}: {exc}") from exc
-    if expected is not None and Path(module.__file__ or "").resolve() != expected:
-        raise UntrustedReferenceError(f"{ref}: a module {target!r} from {module.__file__} is already imported in "
-                                      f"this process, not the trusted {expected}")
-    return module
 
 
 def _attribute(ref: str, module: ModuleType) -> Any:
@@ -223,7 +162,7 @@ def _attribute(ref: str, module: ModuleType) -> Any:
 
 def module_of(ref: str) -> ModuleType:
     """The module a user-typed reference points into (for its ``metric`` and ``TASK`` defaults)."""
-    target, _ = _split(ref)
+    target, _ = split_ref(ref)
     if target.endswith(".py"):
         path = Path(target).resolve()
         if not path.is_file():
@@ -238,20 +177,19 @@ def resolve(ref: str) -> Any:
     return _attribute(ref, module_of(ref))
 
 
-def resolve_trusted(ref: str, *, roots: Sequence[Path], sha256: str | None) -> Any:
-    """The object an artifact's reference names, imported only from inside ``roots`` or an installed
-    distribution, and only when its file hashes to ``sha256`` (``None`` skips the comparison: the caller
-    allowed drift). Raises :class:`UntrustedReferenceError` or :class:`SourceMismatchError` before any import."""
-    location = locate(ref, roots)
+def resolve_trusted(ref: str, *, roots: Sequence[Path], sha256: str | None, packages: Sequence[str] = ()) -> Any:
+    """The object an artifact's reference names: located and checked under ``roots`` or the installed
+    distributions named in ``packages`` (:func:`optimizer.trusted_files.locate`), its bytes hashed against
+    ``sha256`` (``None`` skips the comparison: the caller allowed drift), and only then those bytes run.
+    Raises :class:`UntrustedReferenceError` or :class:`SourceMismatchError` before any code runs, and
+    :class:`ProgramReferenceError` for whatever the program's code does wrong while it imports."""
+    location = locate(ref, roots, packages)
     data = location.path.read_bytes()
     actual = hashlib.sha256(data).hexdigest()
     if sha256 is not None and actual != sha256:
         raise SourceMismatchError(f"{location.path} changed since the artifact was saved (sha256 {actual}, "
                                   f"saved {sha256})")
-    if location.module is None:
-        module = _import_file(ref, location.path, data, location.root)
-    else:
-        module = _import_module(ref, location.module, location.root, location.path)
+    module = _import_file(ref, location.path, data, location.root, location.package)
     return _attribute(ref, module)
 
 
@@ -262,9 +200,10 @@ def source_hash(ref: str) -> str:
 
 
 def portable(ref: str) -> str:
-    """A user-typed reference as an artifact stores it: a file under a project becomes relative to the
-    project root (``programs/sentiment.py:Sentiment``), so it resolves against that root from any directory."""
-    target, attr = _split(ref)
+    """A user-typed reference as an artifact stores it: a file under a (safe) project becomes relative to the
+    project root (``programs/sentiment.py:Sentiment``), so it resolves against that root from any directory;
+    any other file keeps its absolute path."""
+    target, attr = split_ref(ref)
     if not target.endswith(".py"):
         return ref
     path = Path(target).resolve()
@@ -272,5 +211,12 @@ def portable(ref: str) -> str:
     return f"{path.relative_to(root).as_posix()}:{attr}" if root else f"{path.as_posix()}:{attr}"
 
 
-def _names(paths: Sequence[Path]) -> str:
-    return ", ".join(str(p) for p in paths) or "none"
+def program_root(ref: str) -> Path:
+    """The directory to trust so that the artifact of a user-typed reference loads: the project root its
+    portable form is relative to, else the file's own directory (a ``module:Name`` resolves from the working
+    directory, as :func:`resolve` found it)."""
+    target, _ = split_ref(ref)
+    if not target.endswith(".py"):
+        return Path.cwd().resolve()
+    path = Path(target).resolve()
+    return project_root(path.parent) or path.parent

@@ -3,6 +3,7 @@ throwaway loopback servers (llama.cpp's OpenAI-compatible server, PostgreSQL), o
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -20,6 +21,20 @@ from tests.servers import free_port, wait_until_ready
 
 _QUICK = "a test not marked slow runs a model: mark it `slow` (the quick loop, -m 'not slow', runs none)"
 _running: dict[str, bool] = {"slow": True}  # whether the test being set up or run is marked slow
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session (and every subprocess it starts) gets a trust file of its own that trusts this checkout, as
+    the file of a user who compiled here would: the user's real ``~/.config/progopt`` is never read or written.
+    Tests of what is trusted without it point ``PROGOPT_CONFIG_DIR`` elsewhere."""
+    from optimizer.artifact.trust_file import CONFIG_DIR_ENV, remember_root
+
+    config_dir = Path(tempfile.mkdtemp(prefix="progopt-config-"))
+    os.environ[CONFIG_DIR_ENV] = str(config_dir)
+    remember_root(ROOT, config_dir / "trust.toml")
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -48,7 +48,7 @@ def _program_class(doc: dict[str, Any], path: Path, policy: TrustPolicy) -> type
     ref, saved = doc["program"]["ref"], doc["program"]["source_sha256"]
     if policy.allow_source_drift:
         try:
-            actual = refs.sha256_file(refs.locate(ref, policy.roots).path)
+            actual = refs.sha256_file(refs.locate(ref, policy.roots, policy.packages).path)
         except (refs.ProgramReferenceError, OSError):
             actual = saved  # resolve_trusted below reports it
         if actual != saved:
@@ -56,7 +56,8 @@ def _program_class(doc: dict[str, Any], path: Path, policy: TrustPolicy) -> type
                            "(sha256 %s, saved %s); loading it anyway because source drift was allowed",
                            path, actual, saved)
     try:
-        return refs.resolve_trusted(ref, roots=policy.roots, sha256=None if policy.allow_source_drift else saved)
+        return refs.resolve_trusted(ref, roots=policy.roots, packages=policy.packages,
+                                    sha256=None if policy.allow_source_drift else saved)
     except refs.UntrustedReferenceError as exc:
         raise ArtifactTrustError(path, "program.ref", str(exc)) from None
     except refs.SourceMismatchError as exc:
@@ -72,7 +73,8 @@ def _program(doc: dict[str, Any], path: Path, policy: TrustPolicy, program: type
     if not (isinstance(program_class, type) and issubclass(program_class, dspy.Module)):
         raise ArtifactProgramError(path, "program.ref", f"{ref} is not a dspy.Module class")
     try:
-        return program_class()
+        with refs.guarded(f"{ref}()"):
+            return program_class()
     except Exception as exc:  # noqa: BLE001 - user code; report where it came from
         raise ArtifactProgramError(path, "program.ref", f"{ref}() failed: {type(exc).__name__}: {exc}") from exc
 
@@ -101,12 +103,14 @@ def load_artifact(path: str | Path, *, program: type[dspy.Module] | None = None,
     Checks, in order, before anything is built: size, JSON, format version, schema and bounds, content hash;
     each endpoint and model file against ``trust`` (default :meth:`TrustPolicy.from_env`); then the program:
     ``program`` if the caller passes the class (nothing imported), else the reference located under the
-    trusted roots or an installed distribution, its bytes hashed against ``source_sha256`` (a mismatch is
+    trusted roots or a distribution the user named, its bytes hashed against ``source_sha256`` (a mismatch is
     refused unless the policy allows drift) and only then imported; finally the step names, field names and
     types. The result is a new program: a failed load leaves nothing behind, ``sys.path`` included.
     Raises :class:`ArtifactError` subclasses naming the file and the JSON path."""
     path = Path(path)
     policy = trust if trust is not None else TrustPolicy.from_env()
+    for note in policy.notes:
+        logger.warning("%s", note)
     doc = read_artifact(path)
     configs = checked_models(doc, path, policy)
     module = _program(doc, path, policy, program)

@@ -1,12 +1,16 @@
 """What an artifact may make happen: the one place that decides which code, endpoints and model files a
-loaded artifact may use. An artifact is data; the **user's** configuration decides, never the artifact.
+loaded artifact may use. An artifact is data; the **user's** configuration decides, never the artifact, and
+nothing is discovered on the user's behalf (no project found by walking up from the working directory).
 
-- **Code**: the program reference is imported only from a trusted root (the working directory's project,
-  plus ``--trust DIR`` / ``PROGOPT_TRUST``) or an installed distribution, and only if the file's bytes still
-  hash to the artifact's ``source_sha256`` (see :func:`optimizer.refs.resolve_trusted`).
-- **Endpoints**: an ``api_base`` receives the user's provider key, so it is used only if allowed: loopback
-  by default; ``PROGOPT_ALLOWED_ENDPOINTS`` (comma-separated URL prefixes, or ``loopback``) replaces that
-  default, ``--allow-endpoint URL`` adds to it.
+- **Code**: the program reference runs only from a root the user chose (``--trust DIR``, ``$PROGOPT_TRUST``,
+  or the trust file that ``progopt compile`` writes, :mod:`optimizer.artifact.trust_file`) or from an
+  installed distribution the user named (``--trust-package NAME``, ``$PROGOPT_TRUST_PACKAGES``, the trust
+  file's ``packages``); the file is checked (exact, unshadowed, owned and writable by the user alone) and its
+  bytes hashed against the artifact's ``source_sha256`` before they run (:func:`optimizer.refs.resolve_trusted`).
+- **Endpoints**: an ``api_base`` receives the user's provider key, so it is used only if allowed, compared as
+  a parsed, normalised URL (:mod:`optimizer.artifact.endpoints`): loopback by default;
+  ``PROGOPT_ALLOWED_ENDPOINTS`` (comma-separated URL prefixes, or ``loopback``) replaces that default,
+  ``--allow-endpoint URL`` adds to it.
 - **Model files**: a ``gguf`` that is not an embedded model key must be a ``.gguf`` file inside a
   directory the user allowed (``--allow-model-dir DIR`` / ``PROGOPT_MODEL_DIRS``); none by default.
 
@@ -16,48 +20,41 @@ loaded artifact may use. An artifact is data; the **user's** configuration decid
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from optimizer import refs
+from optimizer.artifact.endpoints import EndpointError, parse_endpoint
 from optimizer.artifact.errors import ArtifactTrustError
 from optimizer.artifact.schema import json_path
+from optimizer.artifact.trust_file import read_trust_file, trust_file_path
 from optimizer.models.files import EMBEDDED
 
 TRUST_ENV = "PROGOPT_TRUST"
+TRUST_PACKAGES_ENV = "PROGOPT_TRUST_PACKAGES"
 ENDPOINTS_ENV = "PROGOPT_ALLOWED_ENDPOINTS"
 MODEL_DIRS_ENV = "PROGOPT_MODEL_DIRS"
 LOOPBACK = "loopback"
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _endpoint_allowed(url: str, allowed: Iterable[str]) -> bool:
-    """Whether ``url`` is on the allow-list: ``loopback``, or a prefix with the same scheme, host and port
-    whose path is a leading segment of ``url``'s path."""
-    target = urlsplit(url)
+    """Whether ``url`` is on the allow-list: ``loopback``, or an entry with the same scheme, host and port whose
+    path segments lead ``url``'s (both parsed and normalised). Raises :class:`EndpointError` for a malformed
+    ``url``; a malformed entry allows nothing."""
+    target = parse_endpoint(url)
     for entry in allowed:
         if entry == LOOPBACK:
-            if target.scheme in ("http", "https") and _is_loopback(target.hostname or ""):
+            if target.loopback:
                 return True
             continue
-        rule = urlsplit(entry)
-        path, prefix = target.path.rstrip("/") + "/", rule.path.rstrip("/") + "/"
-        if (rule.scheme, rule.hostname, rule.port) == (target.scheme, target.hostname, target.port) and \
-                path.startswith(prefix):
-            return True
+        try:
+            if target.within(parse_endpoint(entry)):
+                return True
+        except EndpointError:
+            continue
     return False
 
 
@@ -65,33 +62,45 @@ def _paths(value: str | None) -> list[Path]:
     return [Path(p).expanduser() for p in (value or "").split(os.pathsep) if p]
 
 
+def _names(value: str | None) -> list[str]:
+    return [n.strip() for n in (value or "").split(",") if n.strip()]
+
+
 @dataclass(frozen=True)
 class TrustPolicy:
-    """The user's answer to "what may an artifact use?". Build it with :meth:`from_env`; immutable."""
+    """The user's answer to "what may an artifact use?". Build it with :meth:`from_env`; immutable.
+    ``notes`` say what the user's configuration did not grant and why (an unsafe trust file)."""
 
     roots: tuple[Path, ...] = ()
     endpoints: tuple[str, ...] = (LOOPBACK,)
     model_dirs: tuple[Path, ...] = ()
     allow_source_drift: bool = False
+    packages: tuple[str, ...] = ()
     notes: tuple[str, ...] = field(default=(), compare=False)
 
     @classmethod
     def from_env(cls, *, trust: Iterable[str | Path] = (), endpoints: Iterable[str] = (),
                  model_dirs: Iterable[str | Path] = (), allow_source_drift: bool = False,
-                 environ: Mapping[str, str] | None = None, cwd: Path | None = None) -> TrustPolicy:
-        """The working directory's project (if it is in one) plus ``trust`` and ``$PROGOPT_TRUST`` as roots;
-        loopback (or ``$PROGOPT_ALLOWED_ENDPOINTS``) plus ``endpoints``; ``model_dirs`` plus
-        ``$PROGOPT_MODEL_DIRS``."""
+                 packages: Iterable[str] = (), environ: Mapping[str, str] | None = None) -> TrustPolicy:
+        """Roots: ``trust``, ``$PROGOPT_TRUST`` and the trust file's; packages: ``packages``,
+        ``$PROGOPT_TRUST_PACKAGES`` and the trust file's; loopback (or ``$PROGOPT_ALLOWED_ENDPOINTS``) plus
+        ``endpoints``; ``model_dirs`` plus ``$PROGOPT_MODEL_DIRS``. Raises :class:`EndpointError` for an
+        allow-list entry that is not a URL (the user's own mistake, said at once)."""
         env = os.environ if environ is None else environ
-        project = refs.project_root((cwd or Path.cwd()).resolve())
-        roots = [*([project] if project else []), *_paths(env.get(TRUST_ENV)), *map(Path, trust)]
+        saved = read_trust_file(trust_file_path(env))
+        roots = [*map(Path, trust), *_paths(env.get(TRUST_ENV)), *saved.roots]
         base = [e.strip() for e in env[ENDPOINTS_ENV].split(",") if e.strip()] if ENDPOINTS_ENV in env \
             else [LOOPBACK]
-        return cls(roots=tuple(dict.fromkeys(r.resolve() for r in roots)),
-                   endpoints=tuple(dict.fromkeys([*base, *endpoints])),
+        allowed = tuple(dict.fromkeys([*base, *endpoints]))
+        for entry in allowed:
+            if entry != LOOPBACK:
+                parse_endpoint(entry)
+        return cls(roots=tuple(dict.fromkeys(r.expanduser().resolve() for r in roots)), endpoints=allowed,
                    model_dirs=tuple(dict.fromkeys(Path(d).expanduser().resolve()
                                                   for d in [*_paths(env.get(MODEL_DIRS_ENV)), *model_dirs])),
-                   allow_source_drift=allow_source_drift)
+                   allow_source_drift=allow_source_drift,
+                   packages=tuple(dict.fromkeys([*packages, *_names(env.get(TRUST_PACKAGES_ENV)), *saved.packages])),
+                   notes=(f"trust file {saved.path}: {saved.problem}",) if saved.problem else ())
 
     def endpoint_allowed(self, url: str) -> bool:
         return _endpoint_allowed(url, self.endpoints)
@@ -107,6 +116,18 @@ class TrustPolicy:
         return None
 
 
+def _check_endpoint(base: str, policy: TrustPolicy, path: Path | str, at: tuple[str, ...]) -> None:
+    where = json_path((*at, "api_base"))
+    try:
+        allowed = policy.endpoint_allowed(base)
+    except EndpointError as exc:
+        raise ArtifactTrustError(path, where, f"malformed endpoint: {exc}") from None
+    if not allowed:
+        raise ArtifactTrustError(path, where, f"the endpoint {base} is not allowed by your configuration "
+                                 f"(allowed: {', '.join(policy.endpoints) or 'none'}); it would receive your "
+                                 f"provider key. Allow it with --allow-endpoint URL or {ENDPOINTS_ENV}")
+
+
 def checked_models(doc: dict[str, Any], path: Path | str, policy: TrustPolicy) -> dict[str, dict[str, Any]]:
     """Each step's model config (a :class:`ModelSpec` as a dict), after refusing any endpoint or model file
     ``policy`` does not allow.
@@ -115,12 +136,8 @@ def checked_models(doc: dict[str, Any], path: Path | str, policy: TrustPolicy) -
     specs = {}
     for name, step in doc["steps"].items():
         model, at = dict(step["model"]), ("steps", name, "model")
-        base = model.get("api_base")
-        if base and not policy.endpoint_allowed(base):
-            raise ArtifactTrustError(path, json_path((*at, "api_base")), f"the endpoint {base} is not allowed by "
-                                     f"your configuration (allowed: {', '.join(policy.endpoints) or 'none'}); "
-                                     "it would receive your provider key. Allow it with --allow-endpoint URL or "
-                                     f"{ENDPOINTS_ENV}")
+        if model.get("api_base") is not None:
+            _check_endpoint(model["api_base"], policy, path, at)
         gguf = model.get("gguf")
         if model["provider"] == "local" and gguf not in EMBEDDED:
             allowed = policy.model_file(gguf or "")
@@ -140,14 +157,17 @@ def uses(doc: dict[str, Any], policy: TrustPolicy) -> list[str]:
     and whether ``policy`` allows it. Runs no code."""
     ref = doc["program"]["ref"]
     try:
-        where = f"{refs.locate(ref, policy.roots).path} (trusted)"
+        where = f"{refs.locate(ref, policy.roots, policy.packages).path} (trusted)"
     except refs.ProgramReferenceError as exc:
         where = f"REFUSED: {exc}"
     lines = [f"code     {ref} -> {where}"]
     for name, step in doc["steps"].items():
         model = step["model"]
         if model.get("api_base"):
-            verdict = "allowed" if policy.endpoint_allowed(model["api_base"]) else "REFUSED"
+            try:
+                verdict = "allowed" if policy.endpoint_allowed(model["api_base"]) else "REFUSED"
+            except EndpointError as exc:
+                verdict = f"REFUSED: {exc}"
             lines.append(f"endpoint {name}: {model['api_base']} ({verdict})")
         elif model["provider"] == "litellm":
             lines.append(f"endpoint {name}: the provider's default for {model['name']} (LiteLLM)")

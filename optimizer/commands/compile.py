@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from optimizer.commands.evaluate import add_task_arguments, input_paths
@@ -39,6 +40,24 @@ def _tracker(args: argparse.Namespace):  # noqa: ANN202 - an MlflowTracker, impo
         raise UsageError(f"cannot open the MLflow tracking store ({_first_line(exc)})",
                          f"--tracking-uri {args.tracking_uri}") from exc
     return tracker
+
+
+def _remember_trust(program_ref: str, artifact: Path) -> None:
+    """Records the compiled program's root in the user's trust file (the user typed this reference, so the user
+    chose that code), so ``progopt run ARTIFACT`` loads it from any directory; says what it did, or why the
+    artifact will need ``--trust`` (or will not load at all) instead."""
+    from optimizer import refs
+    from optimizer.artifact.trust_file import remember_root, trust_file_path
+
+    root = refs.program_root(program_ref)
+    try:
+        refs.locate(refs.portable(program_ref), [root])
+        if remember_root(root):
+            print(f"progopt: trusted {root} for artifacts' program code (added to {trust_file_path()}; remove the "
+                  "line to revoke)", file=sys.stderr)
+    except (refs.ProgramReferenceError, ValueError, OSError) as exc:
+        print(f"progopt: {artifact} will not load as it is: {exc}. Fix that, then run it with --trust {root}",
+              file=sys.stderr)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -77,6 +96,7 @@ def run(args: argparse.Namespace) -> int:
     from optimizer.artifact import save_result
 
     save_result(result, out, program=task.program_class(), pool=task.pool)
+    _remember_trust(args.program, out)
     print(json.dumps({"artifact": str(out), "result": str(result_path), "front_png": str(png),
                       "storage": url, "spent": result.spent}, indent=1))
     return 0

@@ -41,3 +41,23 @@ def crafted(artifact: Path, ref: str, source: Path | None = None) -> Path:
             doc["program"]["source_sha256"] = sha
 
     return rewrite(artifact, point)
+
+
+def plant_bytecode(source: Path, good: str, evil: str) -> None:
+    """Writes ``good`` to ``source`` with the bytecode of ``evil`` in its ``__pycache__`` looking fresh: both
+    padded to one size and given one mtime, so Python's own import would run the evil bytecode."""
+    import importlib.util
+    import os
+    import py_compile
+
+    size = max(len(good.encode()), len(evil.encode())) + 8
+
+    def pad(text: str) -> bytes:
+        data = text.encode()
+        return data + b"\n#" + b"x" * (size - len(data) - 2)
+
+    source.write_bytes(pad(evil))
+    py_compile.compile(str(source), cfile=importlib.util.cache_from_source(str(source)), doraise=True)
+    mtime = source.stat().st_mtime_ns
+    source.write_bytes(pad(good))
+    os.utime(source, ns=(mtime, mtime))

@@ -129,20 +129,24 @@ def test_loading_leaves_sys_path_unchanged(tmp_path):
     assert sys.path == before
 
 
-def _progopt(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+def _progopt(*args: str, cwd: Path, config: Path | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PROGOPT_TRUST")}
+    if config is not None:
+        env["PROGOPT_CONFIG_DIR"] = str(config)
     return subprocess.run([str(PROGOPT), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.slow
-def test_a_reference_resolves_the_same_from_any_working_directory(tmp_path):
+def test_a_reference_resolves_the_same_from_any_working_directory_and_only_by_choice(tmp_path):
     saved = save_sentiment(tmp_path / "compiled.json", program_ref=f"{ROOT / 'programs' / 'sentiment.py'}:Sentiment")
     assert json.loads(saved.read_text())["program"]["ref"] == "programs/sentiment.py:Sentiment"  # project-relative
     for artifact in (FIXTURE, saved):
-        at_root = _progopt("validate", str(artifact), cwd=ROOT)
-        assert at_root.returncode == 0, at_root.stderr
-        assert f"-> {ROOT / 'programs' / 'sentiment.py'} (trusted)" in at_root.stdout
-        elsewhere = _progopt("validate", str(artifact), cwd=tmp_path)
-        assert elsewhere.returncode == 2 and "program.ref" in elsewhere.stderr
-        trusted = _progopt("validate", str(artifact), "--trust", str(ROOT), cwd=tmp_path)
-        assert trusted.returncode == 0, trusted.stderr
+        for cwd in (ROOT, tmp_path):  # the session's trust file trusts the checkout, as a compile here records
+            chosen = _progopt("validate", str(artifact), cwd=cwd)
+            assert chosen.returncode == 0, chosen.stderr
+            assert f"-> {ROOT / 'programs' / 'sentiment.py'} (trusted)" in chosen.stdout
+        # with nothing chosen, not even the checkout the command runs in is trusted: no discovery
+        undiscovered = _progopt("validate", str(artifact), cwd=ROOT, config=tmp_path / "empty")
+        assert undiscovered.returncode == 2 and "program.ref" in undiscovered.stderr
+        flagged = _progopt("validate", str(artifact), "--trust", str(ROOT), cwd=tmp_path, config=tmp_path / "empty")
+        assert flagged.returncode == 0, flagged.stderr
