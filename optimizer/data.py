@@ -10,12 +10,15 @@ import csv
 import hashlib
 import io
 import json
+import math
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import dspy
+
+from optimizer.files import NotARegularFile, check_regular, read_regular
 
 
 class DataError(ValueError):
@@ -46,37 +49,119 @@ def _depth(value: Any) -> int:
     return deepest
 
 
-def _refuse_constant(name: str) -> None:
-    raise ValueError(f"{name} is not JSON")
+class _DuplicateKey(Exception):
+    """A JSON object naming one key twice (its ``args[0]``), raised out of the decoder to :func:`_json_row`."""
+
+
+def _unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook``: a dict, refusing a key given twice (``json`` would keep the last silently)."""
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+class _Refused(str):
+    """Why a decoded value cannot be data (NaN, Infinity, 1e400, too many digits); :func:`_bad_value` reports
+    it with its field."""
+
+
+def _constant(name: str) -> _Refused:
+    return _Refused(f"{name} is not a JSON number")
+
+
+def _float(text: str) -> float | _Refused:
+    value = float(text)  # 1e400 reads as infinity
+    if math.isfinite(value):
+        return value
+    return _Refused(f"the number {text if len(text) <= 40 else text[:40] + '...'} is out of range (not finite)")
+
+
+def _int(text: str) -> int | _Refused:
+    digits, limit = len(text.lstrip("-")), sys.get_int_max_str_digits()
+    return _Refused(f"an integer of {digits} digits is out of range") if limit and digits > limit else int(text)
+
+
+def _bad_value(value: Any) -> str | None:
+    """Why a parsed JSON value cannot be data: a refused number (NaN, Infinity, 1e400, too many digits) or a
+    lone surrogate in a string or key anywhere inside it; ``None`` if it is fine. Iterative, like :func:`_depth`."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Refused):
+            return str(item)
+        if isinstance(item, str) and _surrogate(item):
+            return "a lone surrogate escape (such as \\ud800) is not valid Unicode"
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
+
+
+def _surrogate(text: str) -> bool:
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def _json_row(path: Path, lineno: int, line: str) -> dict[str, Any]:
-    """One JSONL line as an object of at most ``MAX_DEPTH`` levels, or a :class:`DataError`."""
+    """One JSONL line as an object of at most ``MAX_DEPTH`` levels with unique keys, finite numbers and valid
+    Unicode, or a :class:`DataError` naming the line (and the field when there is one)."""
     try:
-        obj = json.loads(line, parse_constant=_refuse_constant)
+        obj = json.loads(line, object_pairs_hook=_unique, parse_constant=_constant, parse_float=_float,
+                         parse_int=_int)
     except json.JSONDecodeError as exc:
         raise DataError(path, lineno, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
     except RecursionError:
         raise DataError(path, lineno, f"JSON nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # integers beyond Python's digit limit, NaN/Infinity
-        raise DataError(path, lineno, f"invalid JSON value ({str(exc).split(';')[0]})") from None
+    except _DuplicateKey as exc:
+        raise DataError(path, lineno, "the key appears twice in one JSON object", field=exc.args[0]) from None
+    except ValueError as exc:  # nothing the hooks above raise; kept so no decoder error escapes as itself
+        raise DataError(path, lineno, f"invalid JSON value ({exc})") from None
+    if isinstance(obj, _Refused):
+        raise DataError(path, lineno, str(obj))
     if not isinstance(obj, dict):
         raise DataError(path, lineno, f"expected a JSON object, got {type(obj).__name__}")
     if _depth(obj) > MAX_DEPTH:
         raise DataError(path, lineno, f"JSON nested deeper than {MAX_DEPTH} levels")
+    for key, value in obj.items():
+        problem = _bad_value(key) or _bad_value(value)
+        if problem:
+            raise DataError(path, lineno, problem, field=key)
     return obj
 
 
-def _text(path: Path) -> str:
-    """The file decoded as UTF-8 (a leading byte-order mark dropped), or a :class:`DataError`."""
+def _file_error(path: Path, exc: OSError) -> DataError:
+    if isinstance(exc, FileNotFoundError):
+        return DataError(path, None, "file not found")
+    if isinstance(exc, NotARegularFile):  # a directory, FIFO, device or socket: refused before it is opened
+        return DataError(path, None, exc.strerror)
+    return DataError(path, None, f"cannot read ({exc.strerror or exc})")
+
+
+def check_file(path: str | Path) -> None:
+    """Raise the :class:`DataError` reading ``path`` would raise if it is missing or not a regular file (a
+    FIFO, whose read would block, a device, a directory), without opening it: for a command to refuse early."""
     try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(path, None, "file not found") from None
-    except IsADirectoryError:
-        raise DataError(path, None, "is a directory, not a file") from None
+        check_regular(path)
     except OSError as exc:
-        raise DataError(path, None, f"cannot read ({exc.strerror or exc})") from None
+        raise _file_error(Path(path), exc) from None
+
+
+def _text(path: Path) -> str:
+    """The regular file's text decoded as UTF-8 (a leading byte-order mark dropped), or a :class:`DataError`."""
+    try:
+        raw = read_regular(path)
+    except OSError as exc:
+        raise _file_error(path, exc) from None
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -114,9 +199,11 @@ def _csv_rows(path: Path, text: str, delimiter: str) -> Iterator[tuple[int, dict
 def read_rows(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
     """(physical line, row) for every record of a JSONL or CSV/TSV file; blank lines are skipped.
 
-    Raises :class:`DataError` for every file problem: missing, a directory, unreadable, not UTF-8,
-    invalid or too deeply nested JSON, a row that is not an object, malformed CSV (unbalanced quotes,
-    a field over ``MAX_FIELD_CHARS``, a row with too many or too few values), an unknown suffix."""
+    Raises :class:`DataError` for every file problem: missing, not a regular file (a directory, FIFO, device),
+    unreadable, not UTF-8, invalid or too deeply nested JSON, a key twice in one object, a number that is not
+    finite (NaN, Infinity, 1e400), a lone surrogate escape, a row that is not an object, malformed CSV
+    (unbalanced quotes, a field over ``MAX_FIELD_CHARS``, a row with too many or too few values), an unknown
+    suffix."""
     path = Path(path)
     kind = SUFFIXES.get(path.suffix.lower())
     if kind is None:
@@ -126,6 +213,17 @@ def read_rows(path: str | Path) -> list[tuple[int, dict[str, Any]]]:
         return list(_csv_rows(path, text, "\t" if kind == "tsv" else ","))
     # physical lines: only "\n" ends one (JSON strings may hold U+2028 and other characters splitlines splits on)
     return [(i, _json_row(path, i, line)) for i, line in enumerate(text.split("\n"), start=1) if line.strip()]
+
+
+def _empty(value: Any, present: bool) -> str | None:
+    """Why a required field's value is no value: missing, null, ``""``, whitespace only, ``[]`` or ``{}``."""
+    if not present or value is None or value == "":
+        return "missing or empty"
+    if isinstance(value, str) and not value.strip():
+        return "empty (whitespace only)"
+    if isinstance(value, list | dict) and not value:
+        return f"empty ({json.dumps(value)})"
+    return None
 
 
 def load_examples(
@@ -139,7 +237,8 @@ def load_examples(
 
     Every column becomes a field; ``mapping`` renames file columns to program field names:
     ``{"sentiment": "label"}`` reads the file's ``label`` column as the field ``sentiment``. Every
-    mapped or input field must be present and non-empty in every row, no field may be a name
+    mapped or input field must be present and non-empty in every row (not null, ``""``, whitespace only, ``[]``
+    or ``{}``), no field may be a name
     ``dspy.Example`` reserves (:data:`RESERVED_FIELDS`) and no renamed column may collide with another
     column; otherwise a :class:`DataError` names the file, line and field. ``limit`` (>= 0) keeps the
     first rows; nothing else is dropped.
@@ -156,8 +255,9 @@ def load_examples(
     for lineno, row in read_rows(path)[:limit]:
         values = {column: value for column, value in row.items() if column not in mapping.values()}
         for field, column in wanted.items():
-            if column not in row or row[column] is None or row[column] == "":
-                raise DataError(path, lineno, "missing or empty", field=column)
+            problem = _empty(row.get(column), column in row)
+            if problem:
+                raise DataError(path, lineno, problem, field=column)
             if field != column and field in values:
                 raise DataError(path, lineno, f"column collides with the field mapped from {column!r}", field=field)
             values[field] = row[column]

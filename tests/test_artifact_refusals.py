@@ -206,3 +206,71 @@ def test_an_api_base_with_credentials_on_disk_is_refused_at_load(tmp_path):
 
     exc = refused(rewrite(saved, leak), ArtifactFormatError, "steps.classify.model.api_base")
     assert "me:pw" not in str(exc)
+
+
+# --- hostile JSON (issue #36): nothing but an ArtifactError, at the JSON path -------------------------------
+
+FIXTURE = Path(__file__).parent / "fixtures" / "compiled-program.v1.json"
+DIGITS = 5000  # past Python's int-conversion limit (4300 digits)
+
+
+def _edited(tmp_path: Path, old: str, new: str) -> Path:
+    """The fixture artifact with ``old`` replaced (lone surrogates written as CESU bytes where unescaped)."""
+    text = FIXTURE.read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "edited.json"
+    path.write_bytes(text.replace(old, new, 1).encode("utf-8", "surrogatepass"))
+    return path
+
+
+VERSION, N_CTX, INSTRUCTIONS = '"format_version": "1.0"', '"n_ctx": 2048', '"Is this movie'
+
+
+@pytest.mark.parametrize(("old", "new", "error", "json_path", "fragment"), [
+    (VERSION, f'"format_version": "{"1" * DIGITS}.0"', ArtifactVersionError, "format_version",
+     f"({DIGITS + 2} characters) is not supported"),
+    (VERSION, f'"format_version": "{"0" * DIGITS}2.0"', ArtifactVersionError, "format_version", "is not supported"),
+    (VERSION, f'"format_version": "1.{"0" * DIGITS}"', ArtifactFormatError, "format_version", "does not match"),
+    (VERSION, '"format_version": "\\u0661.0"', ArtifactFormatError, "format_version", "expected 'MAJOR.MINOR'"),
+    (VERSION, '"format_version": 1.0', ArtifactFormatError, "format_version", "expected 'MAJOR.MINOR'"),
+    (N_CTX, f'"n_ctx": {"9" * DIGITS}', ArtifactFormatError, "steps.classify.model.n_ctx",
+     f"an integer of {DIGITS} digits is out of range"),
+    (N_CTX, f'"n_ctx": 1{"0" * DIGITS}.5', ArtifactFormatError, "steps.classify.model.n_ctx", "out of range"),
+    (N_CTX, '"n_ctx": 1e400', ArtifactFormatError, "steps.classify.model.n_ctx", "the number 1e400 is out of range"),
+    (N_CTX, '"n_ctx": -Infinity', ArtifactFormatError, "steps.classify.model.n_ctx", "-Infinity is not valid JSON"),
+    (N_CTX, '"n_ctx": NaN', ArtifactFormatError, "steps.classify.model.n_ctx", "NaN is not valid JSON"),
+    (N_CTX, '"n_ctx": 2048, "n_ctx": 4096', ArtifactFormatError, "steps.classify.model.n_ctx", "duplicate key"),
+    (INSTRUCTIONS, '"\\ud800Is this movie', ArtifactFormatError, "steps.classify.signature.instructions",
+     "lone surrogate"),
+    (INSTRUCTIONS, '"\\udc00\\ud800Is this movie', ArtifactFormatError, "steps.classify.signature.instructions",
+     "lone surrogate"),  # a pair in the wrong order is two lone surrogates
+    ('"demos": [', '"\\udfff": 1, "demos": [', ArtifactFormatError, "steps.classify", "key with a lone surrogate"),
+    (INSTRUCTIONS, '"\ud800Is this movie', ArtifactFormatError, "$", "not valid JSON"),  # a surrogate as raw bytes
+    (INSTRUCTIONS, '"\udcffIs this movie', ArtifactFormatError, "$", "not valid JSON"),
+    ('"steps": {', '"steps": ' + '{"a": ' * 60 + "1" + "}" * 60 + ', "x": {', ArtifactFormatError,
+     "steps" + ".a" * 47, "nested deeper"),
+])
+def test_hostile_json_is_an_artifact_error_naming_the_json_path(tmp_path, old, new, error, json_path, fragment):
+    path = _edited(tmp_path, old, new)
+    exc = refused(path, error, json_path)
+    assert fragment in exc.message and len(str(exc)) < 600  # a value of thousands of digits is not echoed whole
+    with pytest.raises(error):
+        read_artifact(path)
+
+
+def test_a_byte_order_mark_is_ignored(tmp_path):
+    path = tmp_path / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + FIXTURE.read_bytes())
+    assert read_artifact(path) == read_artifact(FIXTURE)
+
+
+def test_a_lone_surrogate_is_refused_when_saving_and_hashing(tmp_path):
+    from optimizer.artifact.schema import verify_hash
+
+    with pytest.raises(ArtifactFormatError, match=r"steps\.classify\.signature\.instructions: a lone surrogate"):
+        save_sentiment(tmp_path / "a.json", instruction="Classify.\ud800", n_demos=0)
+    assert not (tmp_path / "a.json").exists()
+    doc = read_artifact(FIXTURE)
+    doc["steps"]["classify"]["demos"][0]["sentence"] = "x\udfff"
+    with pytest.raises(ArtifactFormatError, match=r"steps\.classify\.demos\[0\]\.sentence: a lone surrogate"):
+        verify_hash(doc, "built.json")

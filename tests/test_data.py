@@ -58,8 +58,8 @@ def test_a_byte_order_mark_is_not_part_of_the_first_field(tmp_path, suffix):
     (b'{"sentence": "a"}\n{"sentence": "\xff"}\n', 2, r"line 2: not UTF-8 \(byte 0xff at column 15\)"),
     (b'{"sentence": "a"}\n\n' + b"[" * 5000 + b"\n", 3, "line 3: JSON nested deeper than 64 levels"),
     (b'{"sentence": ' + b'{"a": ' * 70 + b"1" + b"}" * 71 + b"\n", 1, "nested deeper than 64"),
-    (b'{"sentence": ' + b"9" * 5000 + b"}\n", 1, r"line 1: invalid JSON value \(Exceeds the limit"),
-    (b'{"sentence": NaN}\n', 1, r"invalid JSON value \(NaN is not JSON\)"),
+    (b'{"sentence": ' + b"9" * 5000 + b"}\n", 1, "line 1, field 'sentence': an integer of 5000 digits is out of range"),
+    (b'{"sentence": NaN}\n', 1, "line 1, field 'sentence': NaN is not a JSON number"),
     (b'["sentence"]\n', 1, "expected a JSON object, got list"),
 ])
 def test_jsonl_problems_name_the_physical_line(tmp_path, content, line, message):
@@ -136,3 +136,47 @@ def test_a_task_reads_the_data_folder_beside_the_module_that_made_it(tmp_path, m
     monkeypatch.chdir(tmp_path.parent)  # not the module's folder: the root follows the module, not the cwd
     task = runpy.run_path(str(tmp_path / "prog.py"))["TASK"]
     assert task.root == (tmp_path / "data").resolve() and task.load("val")[0].q == "hi"
+
+
+@pytest.mark.parametrize(("line", "field", "message"), [
+    ('{"sentence": "a", "score": 1e400}', "score", "the number 1e400 is out of range"),
+    ('{"sentence": "a", "score": -1E+999}', "score", "the number -1E[+]999 is out of range"),
+    ('{"sentence": "a", "label": [1, Infinity]}', "label", "Infinity is not a JSON number"),
+    ('{"sentence": "a", "label": {"x": -Infinity}}', "label", "-Infinity is not a JSON number"),
+    ('{"sentence": "a", "label": NaN}', "label", "NaN is not a JSON number"),
+    ('{"sentence": "a", "sentence": "b"}', "sentence", "the key appears twice"),
+    ('{"sentence": "a", "label": {"k": 1, "k": 2}}', "k", "the key appears twice"),
+    ('{"sentence": "a\\ud800"}', "sentence", "lone surrogate"),
+    ('{"sentence": "a", "\\udc00": 1}', "\udc00", "lone surrogate"),
+    ('{"sentence": "   "}', "sentence", r"empty \(whitespace only\)"),
+    ('{"sentence": "\\t\\n"}', "sentence", r"empty \(whitespace only\)"),
+    ('{"sentence": []}', "sentence", r"empty \(\[\]\)"),
+    ('{"sentence": {}}', "sentence", r"empty \(\{\}\)"),
+    ('{"sentence": null}', "sentence", "missing or empty"),
+])
+def test_non_finite_numbers_duplicate_keys_surrogates_and_blank_values_are_refused(tmp_path, line, field, message):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"sentence": "fine"}\n' + line + "\n", encoding="utf-8")
+    with pytest.raises(DataError, match=message) as err:
+        _load(path)
+    assert (err.value.line, err.value.field, err.value.path) == (2, field, str(path))
+
+
+def test_a_blank_csv_value_of_a_required_field_is_refused(tmp_path):
+    path = tmp_path / "d.csv"
+    path.write_text("sentence,label\ngood,positive\n   ,negative\n")
+    with pytest.raises(DataError, match=r"line 3, field 'sentence': empty \(whitespace only\)"):
+        _load(path)
+    path.write_text("sentence,label\ngood,  \n")  # a blank value of a field that is not required is kept
+    assert _load(path)[0].label == "  "
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_fifo_is_refused_before_it_is_opened(tmp_path, suffix):
+    import os
+
+    fifo = tmp_path / f"d{suffix}"
+    os.mkfifo(fifo)  # no writer: opening it for reading would block forever
+    with pytest.raises(DataError, match=r"is a named pipe \(FIFO\), not a regular file") as err:
+        _load(fifo)
+    assert err.value.path == str(fifo) and err.value.line is None

@@ -19,7 +19,15 @@ import dspy
 
 from optimizer import refs
 from optimizer.artifact.errors import ArtifactError, ArtifactFormatError, ArtifactIntegrityError, ArtifactSecretError
-from optimizer.artifact.schema import FORMAT_VERSION, HASH_KEY, content_hash, json_path, schema, validate
+from optimizer.artifact.schema import (
+    FORMAT_VERSION,
+    HASH_KEY,
+    check_text,
+    content_hash,
+    json_path,
+    schema,
+    validate,
+)
 from optimizer.artifact.signature import check_program, describe_step
 from optimizer.models.pool import ModelPool
 from optimizer.models.spec import ModelSpec
@@ -143,6 +151,7 @@ def save_artifact(path: str | Path, *, program_ref: str, program: dspy.Module, s
         "metrics": {split: _metric_set(metrics.get(split), path, split) for split in METRIC_SPLITS},
         "provenance": _provenance(provenance, program_ref, path),
     }
+    check_text(doc, path)  # a lone surrogate (in an instruction, a demo) cannot be UTF-8, so cannot be hashed
     try:
         doc[HASH_KEY] = content_hash(doc)
     except ValueError as exc:  # NaN or infinity in metrics

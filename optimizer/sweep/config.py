@@ -33,9 +33,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from optimizer.errors import ProgoptError
+from optimizer.files import read_regular
 from optimizer.models.spec import known_model_name
 from optimizer.search.settings import Sampler
 from optimizer.space.variant import Format, strategy_settings
+from optimizer.sweep.preflight import CellCheckError, check_cells, written_at
+from optimizer.sweep.yaml_nodes import first_problem, key_path, line_of
 
 # "ZeroShot" is the unoptimized program on one model (DSPy's adapter, constrained output): the floor.
 Optimizer = Literal["progopt", "ZeroShot", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch",
@@ -210,35 +213,16 @@ def _per_model(settings: CellSettings) -> list[CellSettings]:
     return [settings.model_copy(update={"models": (m,)}) for m in settings.models]
 
 
-def _line(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
-    """The 1-based line of the YAML node at ``loc`` (the deepest node that exists)."""
-    line = node.start_mark.line + 1 if node is not None else None
-    for key in loc:
-        if isinstance(node, yaml.MappingNode):
-            match = next((v for k, v in node.value if k.value == str(key)), None)
-        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
-            match = node.value[key]
-        else:
-            match = None
-        if match is None:
-            break
-        node, line = match, match.start_mark.line + 1
-    return line
-
-
-def _key_path(loc: tuple[Any, ...]) -> str:
-    """``("matrix", "seed", 1)`` -> ``matrix.seed[1]``."""
-    return "".join(f"[{k}]" if isinstance(k, int) else (f".{k}" if i else str(k)) for i, k in enumerate(loc))
-
-
 def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
     """Parse, validate and expand a sweep file. Every error is a :class:`SweepConfigError` with the key
-    path and line, raised before anything runs (each cell's settings are validated here too)."""
+    path and line, raised before anything runs: each cell's settings are validated here, and what each cell
+    needs is resolved (its program, metric and data, its DSPy optimizer's arguments: :mod:`.preflight`)."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        text = read_regular(path).decode("utf-8-sig")
         node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        problem = first_problem(node)  # a duplicate key, an integer too long: before safe_load takes them
+        data = yaml.safe_load(text) if problem is None else None
     except OSError as exc:
         raise SweepConfigError(path, "", None, f"cannot read the file: {exc.strerror or exc}") from None
     except UnicodeDecodeError as exc:
@@ -246,14 +230,20 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise SweepConfigError(path, "", mark.line + 1 if mark else None, f"not valid YAML: {exc}") from None
+    except RecursionError:
+        raise SweepConfigError(path, "", None, "not valid YAML: nested too deeply") from None
+    except ValueError as exc:  # a value PyYAML's constructors refuse without a mark
+        raise SweepConfigError(path, "", None, f"not valid YAML: {exc}") from None
+    if problem is not None:
+        raise SweepConfigError(path, key_path(problem[0]), problem[1], problem[2])
     if not isinstance(data, dict):
         raise SweepConfigError(path, "", 1, f"expected a mapping of settings, got {type(data).__name__}")
     try:
-        sweep = SweepFile(**data)
+        sweep = SweepFile.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(first["loc"])
-        raise SweepConfigError(path, _key_path(loc), _line(node, loc), first["msg"]) from None
+        raise SweepConfigError(path, key_path(loc), line_of(node, loc), first["msg"]) from None
     entries = [(("defaults",), sweep.defaults)] + [(("include", i), e) for i, e in enumerate(sweep.include)]
     entries += [(("exclude", i), e) for i, e in enumerate(sweep.exclude)]
     entries += [(("matrix", axis, i), v if axis == VARIANT_AXIS and isinstance(v, dict) else {axis: v})
@@ -264,15 +254,20 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = (*at, *first["loc"][1:]) if at[0] == "matrix" and at[1] != VARIANT_AXIS else (*at, *first["loc"])
-            raise SweepConfigError(path, _key_path(loc), _line(node, loc), first["msg"]) from None
+            raise SweepConfigError(path, key_path(loc), line_of(node, loc), first["msg"]) from None
     try:
         cells = sweep.cells()
     except ValidationError as exc:  # a combination: e.g. no program anywhere
         first = exc.errors()[0]
-        raise SweepConfigError(path, _key_path(tuple(first["loc"])), _line(node, ("matrix",)),
+        raise SweepConfigError(path, key_path(tuple(first["loc"])), line_of(node, ("matrix",)),
                                f"{first['msg']} (in the combined settings of a cell)") from None
     if not cells:
-        raise SweepConfigError(path, "matrix", _line(node, ("matrix",)), "the sweep has no cells")
+        raise SweepConfigError(path, "matrix", line_of(node, ("matrix",)), "the sweep has no cells")
+    try:
+        check_cells(cells)  # programs, metrics, data, DSPy arguments: before any cell starts
+    except CellCheckError as exc:
+        loc = written_at([e for e in entries if e[0][0] != "exclude"], exc.at, exc.value, VARIANT_AXIS)
+        raise SweepConfigError(path, key_path(loc), line_of(node, loc), exc.message) from None
     return sweep, cells
 
 

@@ -1,11 +1,14 @@
 """Hypothesis fuzz of the data loaders (JSONL, CSV, TSV; bytes, structured rows, mutations) and the config
-loaders (compile/evaluate/run options, --map): every input loads or raises the project's own error."""
+loaders (compile/evaluate/run options, --map): every input loads or raises the project's own error. A loaded
+JSONL row holds no NaN/infinity and no lone surrogate, and its required field is not blank. The artifact
+loader's fuzz is ``test_artifact_fuzz.py``."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
 import re
 import string
 import tempfile
@@ -26,12 +29,12 @@ FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database
                 suppress_health_check=list(HealthCheck))
 SUFFIXES = [".jsonl", ".csv", ".tsv", ".ndjson"]
 KEYS = st.sampled_from(["sentence", "label", "base", "inputs", "dspy_x", "", "a b", "é", "_x", "id"])
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False),
-                    st.text(max_size=20))
+SCALARS = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=20),
+                    st.sampled_from(["", " ", "\t\n", "\ud800", "a\udfff"]))  # NaN/Infinity, blank, lone surrogates
 VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(KEYS, inner, max_size=3),
                       max_leaves=20)
 ROWS = st.lists(st.one_of(
-    st.fixed_dictionaries({"sentence": st.text(min_size=1, max_size=20)},
+    st.fixed_dictionaries({"sentence": st.text(min_size=1, max_size=20) | SCALARS},
                           optional={"label": VALUES, "id": SCALARS, "base": VALUES, "dspy_x": SCALARS}),
     st.dictionaries(KEYS, VALUES, max_size=4)), max_size=6)
 CELLS = st.one_of(st.text(alphabet=string.ascii_letters + " é", min_size=1, max_size=12),
@@ -49,7 +52,21 @@ def _mutate(data: bytes, cuts: list[tuple[int, bytes]]) -> bytes:
 
 MUTATIONS = st.just([]) | st.lists(st.tuples(st.integers(0, 10 ** 6), st.binary(max_size=4) | st.sampled_from(
     [b"\xef\xbb\xbf", b'"', b"\n", b"\r\n", b"[" * 80, b"\xff", b",", b"\t", b"\x00", b"9" * 5000, b"NaN",
-     b'{"sentence": ' * 70, "\u2028".encode()])), max_size=3)
+     b'{"sentence": ' * 70, "\u2028".encode(), b"1e400", b"-Infinity", b'"\\ud800"', b"\xed\xa0\x80",
+     b'"sentence": "x", ', b'"   "', b"[]", b"{}"])), max_size=3)
+
+
+def _clean(value: object, required: bool = False) -> bool:
+    """No NaN/infinity, no lone surrogate anywhere in ``value``; a ``required`` value not blank or empty."""
+    if required and (value is None or value in ("", [], {}) or (isinstance(value, str) and not value.strip())):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace") == value
+    if isinstance(value, dict):
+        return all(_clean(k) and _clean(v) for k, v in value.items())
+    return all(_clean(v) for v in value) if isinstance(value, list) else True
 
 
 def check(data: bytes, suffix: str) -> str:
@@ -65,7 +82,8 @@ def check(data: bytes, suffix: str) -> str:
             assert exc.path == str(path) and str(path) in str(exc)
             assert exc.line is None or 1 <= exc.line <= lines, (exc.line, lines)
             return "error"
-        assert len(examples) == len(rows) and all(ex.sentence not in (None, "") for ex in examples)
+        assert len(examples) == len(rows) and all(_clean(ex.sentence, required=True) for ex in examples)
+        assert all(_clean(value) for _, row in rows for value in [*row, *row.values()])
         assert all(1 <= line <= lines for line, _ in rows)
         return "ok"
 
@@ -90,10 +108,11 @@ def test_random_bytes_load_or_raise_data_error(record_counts) -> None:
 
 def test_jsonl_rows_with_damage_load_or_raise_data_error(record_counts) -> None:
     def prop(seen):
-        @given(rows=ROWS, bom=st.booleans(), crlf=st.booleans(), cuts=MUTATIONS)
-        def run(rows, bom, crlf, cuts) -> None:
-            text = ("\r\n" if crlf else "\n").join(json.dumps(r, ensure_ascii=False) for r in rows)
-            seen[check(_mutate((b"\xef\xbb\xbf" if bom else b"") + text.encode(), cuts), ".jsonl")] += 1
+        @given(rows=ROWS, bom=st.booleans(), crlf=st.booleans(), ascii=st.booleans(), cuts=MUTATIONS)
+        def run(rows, bom, crlf, ascii, cuts) -> None:  # ascii: lone surrogates as \ud800 escapes, else as bytes
+            text = ("\r\n" if crlf else "\n").join(json.dumps(r, ensure_ascii=ascii) for r in rows)
+            raw = (b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8", "surrogatepass")
+            seen[check(_mutate(raw, cuts), ".jsonl")] += 1
         return run
     _run(record_counts, "data: JSONL rows, damaged", prop)
 

@@ -91,6 +91,9 @@ def test_only_filters_select_a_piece_of_the_sweep_and_name_a_bad_filter():
     ("name: t\nmatrix: {seed: [1]}\n", "program", 2),
     ("name: t\nmatrix:\n  program: [{ref: a.py:A}]\n  models: [[local/gemma3-270m], [local/gemma-270m]]\n",
      "matrix.models[1]", 4),
+    ("name: t\nmatrix:\n  program: [{ref: a.py:A}]\n  seed: [0]\n  seed: [1]\n", "matrix.seed", 5),  # not merged
+    ("name: t\nmatrix:\n  program: [{ref: a.py:A, ref: b.py:B}]\n", "matrix.program[0].ref", 3),
+    ("name: t\nmatrix:\n  program: [{ref: a.py:A}]\n  seed: [" + "9" * 5000 + "]\n", "matrix.seed[0]", 4),
 ])
 def test_a_bad_file_names_the_key_path_and_line(tmp_path, text, key_path, line):
     path = _write(tmp_path, text)
@@ -110,3 +113,54 @@ def test_the_cli_refuses_a_bad_file_before_running_anything(tmp_path, capsys):
 def test_the_shipped_json_schema_is_the_models_schema():
     shipped = json.loads((ROOT / "schemas" / "sweep.v1.schema.json").read_text(encoding="utf-8"))
     assert shipped == json.loads(json.dumps(json_schema()))
+
+
+SENTIMENT = "{ref: programs/sentiment.py:Sentiment}"
+
+
+@pytest.mark.parametrize(("text", "key_path", "line", "message"), [
+    (f"name: t\nmatrix:\n  program:\n    - {SENTIMENT}\n    - {{ref: programs/nosuch.py:Program}}\n",
+     "matrix.program[1].ref", 5, "the program does not resolve"),
+    (f"name: t\nmatrix:\n  program: [{SENTIMENT}]\n  seed: [0]\ninclude:\n  - {{program: {{ref: "
+     "programs/sentiment.py:NoSuchClass}, optimizer: LabeledFewShot}\n", "include[0].program.ref", 6,
+     "has no attribute"),
+    ("name: t\ndefaults:\n  program: {ref: programs/sentiment.py:TASK}\nmatrix: {seed: [0, 1]}\n",
+     "defaults.program.ref", 3, "is not a dspy.Module class"),
+    ("name: t\nmatrix:\n  program: [{ref: programs/sentiment.py:Sentiment, metric: nosuch.py:score}]\n",
+     "matrix.program[0].metric", 3, "the metric does not resolve"),
+    ("name: t\nmatrix:\n  program: [{ref: programs/sentiment.py:Sentiment, train: missing.jsonl}]\n",
+     "matrix.program[0].train", 3, "cannot be read"),
+    (f"name: t\nmatrix:\n  program: [{SENTIMENT}]\n  optimizer: [BootstrapFewShot]\n  optimizer_args:\n"
+     "    - {max_rounds: 1, max_bootstraped_demos: 2}\n", "matrix.optimizer_args[0].max_bootstraped_demos", 6,
+     "is not an argument of dspy.BootstrapFewShot"),
+    (f"name: t\nmatrix:\n  program: [{SENTIMENT}]\n  optimizer: [MIPROv2]\n  optimizer_args: [{{metric: x}}]\n",
+     "matrix.optimizer_args[0].metric", 5, "is set by the sweep"),
+    (f"name: t\nmatrix:\n  program: [{SENTIMENT}]\n  variant:\n    - {{optimizer: progopt, budget_from: dspy-max}}\n",
+     "matrix.variant[0].budget_from", 5, "runs no DSPy optimizer"),
+])
+def test_a_cell_that_could_not_start_is_refused_before_any_runs(tmp_path, monkeypatch, text, key_path, line, message):
+    monkeypatch.chdir(ROOT)  # program references and data paths resolve from here, as the cells resolve them
+    path = _write(tmp_path, text)
+    with pytest.raises(SweepConfigError, match=message) as info:
+        load_sweep(path)
+    assert info.value.key_path == key_path and info.value.line == line
+    assert str(info.value).startswith(f"{path}:{line}: {key_path}: ")
+
+
+@pytest.mark.parametrize("optimizer", ["progopt", "LabeledFewShot"])
+def test_the_cli_refuses_a_sweep_whose_program_does_not_resolve_with_no_cell_started(tmp_path, capsys, monkeypatch,
+                                                                                    optimizer):
+    monkeypatch.chdir(ROOT)
+    out = tmp_path / "out"
+    path = _write(tmp_path, f"name: t\noutput: {out}\nmatrix:\n  program: [{{ref: programs/sentimnet.py:Sentiment}}]\n"
+                  f"  optimizer: [{optimizer}]\n")
+    assert main(["sweep", str(path), "--tracking-uri", "none", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith(f"progopt: {path}:4: matrix.program[0].ref: the program does not resolve")
+    assert "sentimnet.py" in err and "unexpected" not in err and not out.exists()
+
+
+def test_yaml_nested_past_the_parser_is_a_sweep_config_error(tmp_path):
+    path = _write(tmp_path, "name: t\nmatrix: " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(SweepConfigError, match="nested too deeply"):
+        load_sweep(path)
