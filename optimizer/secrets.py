@@ -3,76 +3,46 @@
 
 - **by shape**, with the maintained ``detect-secrets`` plugins (provider keys: OpenAI, GitHub, GitLab,
   Stripe, Slack, AWS, JWTs, private keys, ...; their ``analyze_string`` only: nothing is ever verified
-  against a provider, so nothing leaves the process), plus high-entropy base64 tokens;
-- **by context**: the value after a secret-named key (``api_key=``, ``"token": ``, ``password:``), the
+  against a provider, so nothing leaves the process), plus high-entropy base64 tokens (in a path, one
+  segment at a time: a path of names is no key) and hex keys a few words after a key word ("my openai key
+  is 0123..."; never a hash named as one: ``sha256``, ``commit``, ``content_sha256``);
+- **by context**: the value after a secret-named key (``api_key=``, ``"token": ``, ``password:``,
+  ``apiKeyV2``, ``db_password_old``) or command-line flag (``--password VALUE``, ``--api-key=VALUE``), the
   credentials of an ``Authorization`` header (``Bearer``/``Basic``/``Token`` and the rest of the value), the
-  user info of a URL or DSN (``postgresql://user:pass@host``) and secret-named query parameters (``?key=``);
+  user info of a URL or DSN (``postgresql://user:pass@host``, ``curl -u user:pass``) and credential query
+  parameters (``?key=``, ``?code=``, presigned URLs' ``X-Amz-Signature=``, ``X-Goog-Signature=``, ``sig=``);
 - **by name**: the value of any environment variable whose name says it is secret (``*KEY*``, ``*TOKEN*``,
   ``*SECRET*``, ``*PASS*``, ``*AUTH*``, ``*CRED*``, ``GITHUBTOKEN``, ``MYCORP_AUTH``).
 
-Whole values are masked, never just their first word.
+Whole values are masked, never just their first word. File paths are not: a value that runs on into a path
+stops before it, and a path is masked only where it holds a secret itself (a provider key's shape, an
+environment value, a random base64 segment, a URL's user info). The hand-written shapes are in
+:mod:`optimizer.secret_shapes`.
 
->>> SecretDetector().mask("Authorization: Token abc123def456 and postgresql://u:pw@db/x")
-'Authorization: *** and postgresql://***@db/x'
+>>> SecretDetector({}).mask("Authorization: Token abc123def456")
+'Authorization: ***'
+>>> SecretDetector({}).mask("postgresql://u:pw@db/x, --api-key k3y-v4lue, /tmp/pytest-of-x/test_Refuses0/a.json")
+'postgresql://***@db/x, --api-key ***, /tmp/pytest-of-x/test_Refuses0/a.json'
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import re
-from collections import Counter
 from collections.abc import Iterator, Mapping
 from functools import cache
 from typing import Any
 
+from optimizer import secret_shapes as shapes
+
 MASK = "***"
 MIN_SECRET_LENGTH = 8  # shorter environment values ("1", "true") are left alone
+MIN_REPEATED = 6  # a found value this long is masked wherever else it appears too; shorter ones only where found
 SECRET_ENV_NAME = re.compile(r"KEY|TOKEN|SECRET|PASS|PWD|AUTH|CRED|COOKIE|SESSION|PRIVATE|SIGNATURE", re.IGNORECASE)
 NOT_SECRET_ENV = re.compile(r"^(TOKENIZERS_PARALLELISM|.*_(PATH|DIR|FILE|HOME|URI_SCHEME|KEYRING_PROVIDER))$", re.I)
-SECRET_NAME = (r"(?:api[_-]?key|apikey|secret[_-]?key|access[_-]?key|private[_-]?key|client[_-]?secret|secret|"
-               r"password|passwd|pwd|pass|token|access[_-]?token|auth|authorization|credentials?|sig|"
-               r"session|cookie|key)")  # not "signature": DSPy signatures are everywhere in our JSON
-SECRET_KEY_NAME = re.compile(r"(^|[_\-.])" + SECRET_NAME + r"$|^" + SECRET_NAME + "$", re.IGNORECASE)
-NOT_SECRET_KEY_NAME = re.compile(r"^(max_tokens|tokens?_(in|out)|.*_tokens|key_name|variant_key|sort_key)$",
-                                 re.IGNORECASE)
-_CONTEXT = (
-    # Authorization header values: the scheme and everything up to the end of the value.
-    r"(?i:(?<![\w-])(?:proxy-)?authorization[\"']?\s*[:=]\s*[\"']?)(?P<header>[^\"'\n,;}]+)",
-    r"(?i:\bbearer\s+)(?P<scheme>[A-Za-z0-9._~+/\-]{12,}=*)",  # outside a header: "basic"/"token" are English
-    # URL and DSN user info: scheme://user:pass@host, scheme://token@host.
-    r"(?P<userinfo>(?<=://)[^/\s:@\"']*(?::[^/\s@\"']*)?(?=@))",
-    # DSN key/value form: password=... in "host=db password=pw".
-    r"(?i:\b(?:password|passwd|pwd)\s*=\s*)(?P<dsn>[^\s\"',;&]+)",
-    # Secret-named query parameters and key=value / "key": "value" pairs.
-    r"(?i:(?P<key>(?<![A-Za-z0-9])[\"']?(?:[\w\-.]*[_\-.])?" + SECRET_NAME + r"[\"']?)\s*[:=]\s*[\"']?)"
-    r"(?P<keyed>[^\s\"',;&}\]{\[][^\s\"',;&}\]]*)",
-)
-_B64_TOKEN = re.compile(r"(?<![A-Za-z0-9+/=_\-])[A-Za-z0-9+/_\-]{24,}={0,2}(?![A-Za-z0-9+/=_\-])")
-_HEX = re.compile(r"^[0-9a-fA-F]+$")
-B64_ENTROPY = 4.0
-B64_ENTROPY_NO_DIGIT = 4.2  # a long token without digits must look random (a random base64 key of 32+ chars)
-
-
-def _entropy(text: str) -> float:
-    counts = Counter(text)
-    return -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
-
-
-def _high_entropy(token: str) -> bool:
-    """A long mixed-case token with high entropy (a base64 key), not a hex hash or id: with a digit, entropy of
-    at least :data:`B64_ENTROPY`; without one (about 1 random 30-byte key in 800), 32+ characters, at least
-    :data:`B64_ENTROPY_NO_DIGIT` and random case (a quarter to three quarters of its letters upper case, where
-    CamelCase identifiers have few)."""
-    core = token.rstrip("=")
-    if _HEX.match(core) or not any(c.isupper() for c in core) or not any(c.islower() for c in core):
-        return False
-    if any(c.isdigit() for c in core):
-        return _entropy(core) >= B64_ENTROPY
-    letters = [c for c in core if c.isalpha()]
-    upper = sum(c.isupper() for c in letters) / len(letters)
-    return len(core) >= 32 and 0.25 <= upper <= 0.75 and _entropy(core) >= B64_ENTROPY_NO_DIGIT
+Span = tuple[str, int, int]  # (kind, start, end)
+_PUNCTUATION = ":/@'\" "  # around a shape's whole match ("://user:pass@"): not part of the secret
 
 
 @cache
@@ -96,10 +66,11 @@ def _keyword_regexes() -> tuple[tuple[re.Pattern[str], int], ...]:
 
 
 @cache
-def _context() -> tuple[re.Pattern[str], ...]:
-    """One pattern per context, each searched on its own (an alternation would let a shorter, earlier match
-    of one hide a longer match of another: ``'Authorization: Token X`` keyed on its quote)."""
-    return tuple(re.compile(pattern) for pattern in _CONTEXT)
+def _hex_entropy_limit() -> float:
+    """detect-secrets' own entropy limit for hex strings (3.0): ``abab...`` or ``0000...`` is no key."""
+    from detect_secrets.plugins.high_entropy_strings import HexHighEntropyString
+
+    return HexHighEntropyString().entropy_limit
 
 
 def secret_env_values(environ: Mapping[str, str]) -> dict[str, str]:
@@ -118,38 +89,69 @@ class SecretDetector:
 
     def find(self, text: str) -> Iterator[tuple[str, str]]:
         """``(kind, secret)`` for each secret in ``text``; ``kind`` names an env variable or a detector."""
+        for kind, start, end in self.spans(text):
+            yield kind, text[start:end]
+
+    def spans(self, text: str) -> Iterator[Span]:
+        """``(kind, start, end)`` of each secret in ``text`` (they may overlap)."""
         for name, value in self._env.items():
-            if value in text:
-                yield f"the value of ${name}", value
+            for match in re.finditer(re.escape(value), text):
+                yield f"the value of ${name}", *match.span()
         for plugin in _shape_plugins():
             for regex in plugin.denylist:
                 for match in regex.finditer(text):
-                    yield plugin.secret_type, _secret_part(match)
+                    yield (plugin.secret_type, *_secret_span(match))
+        paths: list[tuple[int, int]] | None = None
+        for kind, start, end in self._context_spans(text):
+            paths = shapes.path_spans(text) if paths is None else paths
+            for s, e in shapes.clip(start, end, paths, text):
+                yield kind, s, e
+        for start, end in shapes.hex_key_in_prose(text, _hex_entropy_limit()):
+            yield "a hex key after a key word", start, end
+        for start, end in shapes.entropy_spans(text):
+            yield "a high-entropy token", start, end
+
+    def _context_spans(self, text: str) -> Iterator[Span]:
+        """Values found by their context (detect-secrets' keyword patterns and :data:`~.secret_shapes.CONTEXTS`),
+        before the paths in them are cut out."""
         for regex, group in _keyword_regexes():
             for match in regex.finditer(text):
                 value = match.group(group)
                 if value and len(value) >= 4 and MASK not in value:
-                    yield "a value under a secret-named key", value
-        for pattern in _context():
+                    yield "a value under a secret-named key", *match.span(group)
+        for kind, pattern in shapes.CONTEXTS:
             for match in pattern.finditer(text):
-                kind, value = next((k, v) for k, v in match.groupdict().items() if v is not None and k != "key")
-                if value.strip() and MASK not in value and not (kind == "keyed" and _benign_key(match["key"], value)):
-                    yield f"credentials ({kind})", value.strip()
-        for match in _B64_TOKEN.finditer(text):
-            if _high_entropy(match.group()):
-                yield "a high-entropy token", match.group()
+                start, end = match.span("v")
+                if text[start:start + 1] in "\"'" and end - start >= 2 and text[end - 1] == text[start]:
+                    start, end = start + 1, end - 1  # a quoted value: what is inside the quotes
+                value = text[start:end].strip()
+                if not value or MASK in value:
+                    continue
+                if kind in shapes.NAMED and (not shapes.is_secret_name(match["name"]) or _benign(value)):
+                    continue
+                yield f"credentials ({kind})", start, end
 
     def contains(self, text: str) -> bool:
-        return next(self.find(text), None) is not None
+        return next(self.spans(text), None) is not None
 
     def mask(self, text: str) -> str:
-        """``text`` with every secret replaced by ``***`` (repeated until nothing more is found)."""
+        """``text`` with every secret replaced by ``***`` where it was found, and every found value of
+        :data:`MIN_REPEATED` characters or more wherever else it appears (repeated until nothing is found)."""
         for _ in range(4):  # masking one secret can expose the context of another
-            found = sorted({secret for _, secret in self.find(text)}, key=len, reverse=True)
+            found = sorted({(s, e) for _, s, e in self.spans(text) if e > s})
             if not found:
                 break
-            for secret in found:
-                text = text.replace(secret, MASK)
+            repeated = {text[s:e] for s, e in found if e - s >= MIN_REPEATED}
+            merged: list[list[int]] = []
+            for s, e in found:
+                if merged and s <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], e)
+                else:
+                    merged.append([s, e])
+            for s, e in reversed(merged):
+                text = text[:s] + MASK + text[e:]
+            for value in sorted(repeated, key=len, reverse=True):
+                text = text.replace(value, MASK)
         return text
 
     def mask_value(self, value: Any) -> Any:
@@ -164,27 +166,32 @@ class SecretDetector:
         return value
 
 
-def _secret_part(match: re.Match[str]) -> str:
+def _secret_span(match: re.Match[str]) -> tuple[int, int]:
     """The secret in a shape match: its longest group when that is key-sized (``aws...'<key>'``), else the
-    whole match (``(ghp|gho)_...`` groups only the prefix)."""
-    longest = max((g for g in match.groups() if g), key=len, default="")
-    return longest if len(longest) >= 16 else match.group(0)
+    whole match (``(ghp|gho)_...`` groups only the prefix) less the punctuation around it."""
+    groups = [i for i in range(1, (match.re.groups or 0) + 1) if match.group(i)]
+    longest = max(groups, key=lambda i: len(match.group(i)), default=0)
+    if longest and len(match.group(longest)) >= 16:
+        return match.span(longest)
+    whole = match.group()
+    inner = whole.strip(_PUNCTUATION)
+    start = match.start() + (whole.index(inner) if inner else 0)
+    return (start, start + len(inner)) if inner else match.span()
 
 
 def is_secret_key(key: Any) -> bool:
-    """Whether a mapping key names a secret (``api_key``, ``token``, ``password``; not ``max_tokens``)."""
-    return isinstance(key, str) and bool(SECRET_KEY_NAME.search(key)) and not NOT_SECRET_KEY_NAME.match(key)
+    """Whether a mapping key names a secret (``api_key``, ``token``, ``apiKeyV2``, ``db_password_old``; not
+    ``max_tokens``, ``variant_key``, ``key_name``): see :func:`~optimizer.secret_shapes.is_secret_name`."""
+    return isinstance(key, str) and shapes.is_secret_name(key)
 
 
 def value_is_set(value: Any) -> bool:
     return value not in (None, "", [], {})
 
 
-def _benign_key(key: str | None, value: str) -> bool:
-    """``max_tokens=256``, ``key: steps.x``: a keyed value that is a number, a flag or names a non-secret key."""
-    name = (key or "").strip("\"'")
-    return (NOT_SECRET_KEY_NAME.match(name) is not None or value.isdigit()
-            or value.lower() in {"none", "null", "true", "false", "bearer", "basic", "token", "digest", MASK})
+def _benign(value: str) -> bool:
+    """``max_tokens=256``, ``token: none``: a keyed value that is a number or a flag word."""
+    return value.isdigit() or value.lower() in shapes.BENIGN_VALUES or value == MASK
 
 
 class MaskingFilter(logging.Filter):

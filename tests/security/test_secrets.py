@@ -1,9 +1,12 @@
-"""No secret reaches an artifact, MLflow, a report or stderr: a corpus of 50+ key shapes (provider keys,
-bearer/basic/token headers, JWTs, DSNs, URL user info and query tokens, base64) and odd env names."""
+"""No secret reaches an artifact, MLflow, a report, a log or stderr: a corpus of 75+ key shapes (provider keys,
+bearer/basic/token headers, JWTs, DSNs, URL user info and query tokens, base64, hex keys in prose, OAuth and
+presigned-URL query parameters, command-line flags, odd key names) and odd env names."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from optimizer.cli import main
 from optimizer.models import ModelSpec
 from optimizer.records import CompileResult, TrialRecord
 from optimizer.results import markdown_report
-from optimizer.secrets import SecretDetector
+from optimizer.secrets import MaskingFilter, SecretDetector
 from optimizer.space import SearchSpace, StepChoice, StepSpace, Variant
 from optimizer.tracking import MlflowTracker
 from tests.fixtures.artifacts import SUMMARY, save_sentiment, sentiment_config
@@ -24,8 +27,8 @@ ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "tests" / "fixtures" / "compiled-program.v1.json"
 
 
-def test_the_corpus_has_at_least_fifty_shapes_and_every_one_is_masked_whole():
-    assert len(CORPUS) >= 50
+def test_the_corpus_has_at_least_seventy_five_shapes_and_every_one_is_masked_whole():
+    assert len(CORPUS) >= 75 and len({text for _, text, _ in CORPUS}) == len(CORPUS)
     detector = SecretDetector()
     for label, text, secret in CORPUS:
         masked = detector.mask(text)
@@ -50,17 +53,31 @@ def test_a_random_base64_key_without_digits_is_masked_and_long_identifiers_are_n
 
 def test_ordinary_text_is_left_alone():
     detector = SecretDetector({})
+    sha = "e8c914d9cd4adf76a9b1a4e4daabc1ba58832946c1febe6ed6b484e87651581d"
     for text in ("max_tokens=256 variant_key=ab12cd34ef56", "it proves quite compelling as an intense study .",
-                 "content_sha256 e8c914d9cd4adf76a9b1a4e4daabc1ba58832946c1febe6ed6b484e87651581d",
-                 "http://127.0.0.1:8080/v1", "What is the password of the Hindenburg ?", "local/gemma3-270m"):
-        assert detector.mask(text) == text
+                 f"content_sha256 {sha}", f'{{"source_sha256": "{sha}"}}',
+                 f"commit {sha[:40]}", f"the sha256 of the key file is {sha}", f"cache key {sha}",
+                 f"progopt.variant_key: {sha[:12]}", "input_tokens_per_example: 12", '{"eos_token": "</s>"}',
+                 "http://127.0.0.1:8080/v1", "What is the password of the Hindenburg ?", "local/gemma3-270m",
+                 "progopt run --max-tokens 256 --cache-dir /tmp/c --input '{}'", "docker login --password-stdin",
+                 "https://example.com/search?q=secret+key&page=2", "exit code=2"):
+        assert detector.mask(text) == text, text
+
+
+@pytest.mark.parametrize("name", ["api_key_v2", "passphrase", "openai_api_key_2", "secretKey", "apiKeyV2",
+                                  "x-api-key", "private_key_pem", "db_password_old", "AUTH_TOKEN_OLD", "clientSecret",
+                                  "X-Amz-Signature"])
+def test_odd_secret_key_names_are_masked_whole_in_json_values(name):
+    detector = SecretDetector({})
+    assert detector.mask_value({name: "hunter2", "max_tokens": 256, "variant_key": "ab12", "key_name": "k"}) == {
+        name: "***", "max_tokens": 256, "variant_key": "ab12", "key_name": "k"}
 
 
 def test_the_committed_data_results_and_artifacts_hold_nothing_it_would_flag():
     """False positives would refuse real artifacts and garble MLflow records: none in the real data we ship."""
     detector = SecretDetector({})
     files = [*ROOT.glob("programs/data/*/*.jsonl"), *ROOT.glob("experiments/results/**/*.json"),
-             *ROOT.glob("experiments/results/**/*.md"), *ROOT.glob("tests/fixtures/*.json")]
+             *ROOT.glob("experiments/results/**/*.md"), *ROOT.glob("tests/fixtures/*.json"), *ROOT.glob("*.md")]
     assert len(files) > 20
     flagged = {str(f.relative_to(ROOT)): next(detector.find(f.read_text(encoding="utf-8")), None) for f in files}
     assert not {f: hit for f, hit in flagged.items() if hit}
@@ -125,6 +142,26 @@ def test_no_shape_reaches_the_markdown_report():
     assert "Classify." in report
     for _, _, secret in CORPUS:
         assert secret not in report
+
+
+def test_no_shape_reaches_a_log_through_the_masking_filter():
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(MaskingFilter(SecretDetector({})))
+    logger = logging.getLogger("tests.security.secrets")
+    logger.addHandler(handler)
+    try:
+        for _, text, _ in CORPUS:
+            logger.warning("calling the provider failed: %s", text)
+            try:
+                raise RuntimeError(f"AuthenticationError: {text}")
+            except RuntimeError:
+                logger.exception("compile failed")
+    finally:
+        logger.removeHandler(handler)
+    logged = stream.getvalue()
+    assert logged.count("calling the provider failed") == len(CORPUS)
+    assert not [label for label, _, secret in CORPUS if secret in logged]
 
 
 def test_no_shape_reaches_stderr(monkeypatch, capsys):
