@@ -15,7 +15,7 @@ from optimizer.data import DataError
 from optimizer.errors import UsageError
 from optimizer.secrets import MaskingFilter, SecretDetector
 
-COMMANDS = ["evaluate", "compile", "artifact", "sweep"]  # modules under optimizer/commands
+COMMANDS = ["evaluate", "compile", "artifact", "prompt", "sweep"]  # modules under optimizer/commands
 
 
 class Parser(argparse.ArgumentParser):
@@ -69,6 +69,10 @@ def describe(exc: BaseException) -> str:
         return f"{exc.strerror or exc}, {exc.filename}"
     if isinstance(exc, BudgetExhausted):
         return f"{exc}, the compile's budget"
+    from optimizer.sweep.config import SweepConfigError
+
+    if isinstance(exc, SweepConfigError):  # "<file>:<line>: <key path>: <what>", on one line
+        return " ".join(str(exc).split())
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}{': ' + text if text else ''}, unexpected (--debug shows where)"
 

@@ -3,6 +3,10 @@ before any model is called or anything is stored; outputs are never truncated or
 
 from __future__ import annotations
 
+import os
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -70,7 +74,8 @@ CASES = [
     (["evaluate", PROGRAM, "--data", "{t}/in.jsonl", "--json", "{t}/in.jsonl"],
      "would overwrite the input {t}/in.jsonl, --json {t}/in.jsonl"),
     (["frobnicate"],
-     "invalid choice: 'frobnicate' (choose from 'evaluate', 'compile', 'run', 'validate', 'sweep'), command"),
+     "invalid choice: 'frobnicate' (choose from 'evaluate', 'compile', 'run', 'validate', 'show', 'export', "
+     "'sweep'), command"),
     (["compile"], "the following arguments are required: program, progopt compile (see --help)"),
 ]
 
@@ -97,3 +102,48 @@ def test_a_litellm_provider_model_string_is_accepted():
 
     args = build_parser().parse_args(["evaluate", PROGRAM, "--models", "openai/gpt-4o-mini", "local/gemma3-270m"])
     assert args.models == ["openai/gpt-4o-mini", "local/gemma3-270m"]
+
+
+@contextmanager
+def _fifo(path: Path) -> Iterator[Path]:
+    """A named pipe with no writer. Should a command open it anyway, a helper thread's writer lets that open
+    return (and the read end at once), so the test fails on its message instead of hanging."""
+    os.mkfifo(path)
+    writer = threading.Thread(target=lambda: open(path, "wb").close(), daemon=True)
+    writer.start()
+    try:
+        yield path
+    finally:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # releases the writer if nothing opened the pipe
+        writer.join(5)
+        os.close(fd)
+
+
+FIFO_CASES = [
+    (["run", FIXTURE, "--inputs", "{t}/p.jsonl", "--out", "{t}/o.jsonl"],
+     "is a named pipe (FIFO), not a regular file, {t}/p.jsonl"),
+    (["run", "{t}/p.json", "--input", '{{"sentence": "a film"}}'],
+     "cannot read the file: is a named pipe (FIFO), not a regular file, {t}/p.json at $"),
+    (["evaluate", PROGRAM, "--data", "{t}/p.jsonl"], "is a named pipe (FIFO), not a regular file, {t}/p.jsonl"),
+    (["compile", PROGRAM, "--train", "{t}/p.jsonl", "--tracking-uri", "none", "--out", "{t}/c.json"],
+     "is a named pipe (FIFO), not a regular file, {t}/p.jsonl"),
+    (["sweep", "{t}/p.yaml", "--tracking-uri", "none"],
+     "{t}/p.yaml: $: cannot read the file: is a named pipe (FIFO), not a regular file"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), FIFO_CASES, ids=[" ".join(a[:1]) for a, _ in FIFO_CASES])
+def test_a_named_pipe_given_as_an_input_file_is_refused_without_blocking(tmp_path, capsys, argv, message):
+    name = next(a for a in argv if a.startswith("{t}/p.")).removeprefix("{t}/")
+    with _fifo(tmp_path / name):
+        assert main([a.format(t=tmp_path) for a in argv]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1] == "progopt: " + message.format(t=tmp_path)
+    assert not (tmp_path / "o.jsonl").exists() and not (tmp_path / "c.json").exists()
+
+
+def test_validate_refuses_a_named_pipe_as_the_artifact(tmp_path, capsys):
+    with _fifo(tmp_path / "p.json") as fifo:
+        assert main(["validate", str(fifo)]) == 2
+    assert capsys.readouterr().err.strip() == (f"INVALID ArtifactFormatError: {fifo}: $: cannot read the file: is a "
+                                               "named pipe (FIFO), not a regular file")

@@ -10,6 +10,7 @@ file's bytes matched the artifact's hash. Endpoints and model files pass the sam
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def _program(doc: dict[str, Any], path: Path, policy: TrustPolicy, program: type
         raise ArtifactProgramError(path, "program.ref", f"{ref}() failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _pool(configs: dict[str, dict[str, Any]], path: Path) -> ModelPool:
+def _pool(configs: dict[str, dict[str, Any]], path: Path, engine_for: Callable[[ModelSpec], Any] | None) -> ModelPool:
     """One pool entry per model name; two steps naming one model must configure it identically."""
     specs: dict[str, tuple[str, ModelSpec]] = {}
     for step, config in configs.items():
@@ -93,11 +94,12 @@ def _pool(configs: dict[str, dict[str, Any]], path: Path) -> ModelPool:
         if prior != spec:
             raise ArtifactFormatError(path, json_path(at), f"model {spec.name!r} is configured differently in "
                                       f"{json_path(('steps', first_step, 'model'))}: one name, one configuration")
-    return ModelPool(spec for _, spec in specs.values())
+    return ModelPool((spec for _, spec in specs.values()), engine_for=engine_for)
 
 
 def load_artifact(path: str | Path, *, program: type[dspy.Module] | None = None,
-                  trust: TrustPolicy | None = None) -> dspy.Module:
+                  trust: TrustPolicy | None = None,
+                  engine_for: Callable[[ModelSpec], Any] | None = None) -> dspy.Module:
     """A runnable program from a compiled-program artifact.
 
     Checks, in order, before anything is built: size, JSON, format version, schema and bounds, content hash;
@@ -106,6 +108,7 @@ def load_artifact(path: str | Path, *, program: type[dspy.Module] | None = None,
     trusted roots or a distribution the user named, its bytes hashed against ``source_sha256`` (a mismatch is
     refused unless the policy allows drift) and only then imported; finally the step names, field names and
     types. The result is a new program: a failed load leaves nothing behind, ``sys.path`` included.
+    ``engine_for`` replaces the model engines (``progopt show`` captures requests with it; default: the pool's).
     Raises :class:`ArtifactError` subclasses naming the file and the JSON path."""
     path = Path(path)
     policy = trust if trust is not None else TrustPolicy.from_env()
@@ -121,6 +124,6 @@ def load_artifact(path: str | Path, *, program: type[dspy.Module] | None = None,
             make_adapter(step["format"])
         except (ImportError, ValueError) as exc:
             raise ArtifactFormatError(path, json_path(("steps", name, "format")), str(exc)) from None
-    pool = _pool(configs, path)
+    pool = _pool(configs, path, engine_for)
     apply_descriptions(module, steps)
     return build_program(module, {name: step_config(step) for name, step in steps.items()}, pool.lm)

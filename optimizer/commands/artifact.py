@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import dspy
 
-from optimizer.data import DataError, read_rows
+from optimizer.data import DataError, check_file, read_rows
 from optimizer.errors import UsageError
 from optimizer.outputs import check_output, write_atomic
 from optimizer.secrets import SecretDetector
@@ -93,11 +93,15 @@ def _run_file(program: dspy.Module, source: Path, out: Path) -> int:
     return 1 if failed else 0
 
 
-def _policy(args: argparse.Namespace) -> TrustPolicy:
+def trust_policy(args: argparse.Namespace) -> TrustPolicy:
+    from optimizer.artifact.endpoints import EndpointError
     from optimizer.artifact.trust import TrustPolicy
 
-    return TrustPolicy.from_env(trust=args.trust, endpoints=args.allow_endpoint, model_dirs=args.allow_model_dir,
-                                allow_source_drift=args.allow_source_drift)
+    try:
+        return TrustPolicy.from_env(trust=args.trust, endpoints=args.allow_endpoint, packages=args.trust_package,
+                                    model_dirs=args.allow_model_dir, allow_source_drift=args.allow_source_drift)
+    except EndpointError as exc:
+        raise UsageError(str(exc), "--allow-endpoint / $PROGOPT_ALLOWED_ENDPOINTS") from None
 
 
 def _load(args: argparse.Namespace) -> dspy.Module:
@@ -106,7 +110,7 @@ def _load(args: argparse.Namespace) -> dspy.Module:
     from optimizer.artifact import load_artifact
 
     program = refs.resolve(args.program) if args.program else None
-    return load_artifact(args.artifact, program=program, trust=_policy(args))
+    return load_artifact(args.artifact, program=program, trust=trust_policy(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
         check_output(Path(args.out), "--out", [Path(args.inputs), Path(args.artifact)])
         if Path(args.inputs).suffix.lower() not in {".jsonl", ".ndjson"}:
             raise UsageError("expects a .jsonl file", f"--inputs {args.inputs}")
+        check_file(args.inputs)  # missing, or a FIFO/device/directory: refused before the artifact loads
     program = _load(args)
     if args.input is not None:
         return _run_one(program, args.input)
@@ -155,17 +160,21 @@ def validate(args: argparse.Namespace) -> int:
     except ArtifactError as exc:
         print(SecretDetector().mask(f"INVALID {type(exc).__name__}: {exc}"), file=sys.stderr)
         return 2
-    print("\n".join([f"OK {args.artifact}", *summary_lines(doc), *uses(doc, _policy(args))]))
+    policy = trust_policy(args)
+    print("\n".join([f"OK {args.artifact}", *summary_lines(doc), *uses(doc, policy), *policy.notes]))
     return 0
 
 
 def add_trust_arguments(p: argparse.ArgumentParser) -> None:
     """The options that decide what an artifact may use (see :mod:`optimizer.artifact.trust`)."""
     p.add_argument("--program", help="the program class as file.py:Name or module:Name (default: the artifact's "
-                   "reference, imported only from a trusted root or an installed distribution)")
+                   "reference, run only from a trusted root or a trusted distribution)")
     p.add_argument("--trust", action="append", default=[], metavar="DIR",
-                   help="also import program code from DIR (default: the working directory's project; "
-                   "also $PROGOPT_TRUST)")
+                   help="also run program code from DIR (besides $PROGOPT_TRUST and the roots `progopt compile` "
+                   "recorded in ~/.config/progopt/trust.toml)")
+    p.add_argument("--trust-package", action="append", default=[], metavar="DIST",
+                   help="also run program modules of the installed distribution DIST (also "
+                   "$PROGOPT_TRUST_PACKAGES; no installed package is trusted otherwise)")
     p.add_argument("--allow-endpoint", action="append", default=[], metavar="URL",
                    help="let the artifact's api_base use this endpoint (prefix); loopback is allowed by default "
                    "unless $PROGOPT_ALLOWED_ENDPOINTS replaces it")

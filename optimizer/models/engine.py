@@ -31,6 +31,15 @@ def constraint_of(request: Request) -> Constraint | None:
     return Constraint.from_response_format(request.config.response_format)
 
 
+def prompt_text(request: Request, chat: bool) -> str | None:
+    """The whole prompt text of a request, or None when it goes through a chat template as messages: a raw
+    request's messages concatenated as they are, else for a base model (``chat=False``) the completion prompt.
+    The one rule both the engine and ``progopt show`` follow."""
+    if _metadata(request).get(RAW_METADATA_KEY):
+        return "".join(m["content"] for m in chat_messages(request))
+    return None if chat else completion_prompt(request)
+
+
 class LlamaEngine(Engine):
     """One synchronous llama.cpp completion per request; JSON Schema or regex constrained when asked."""
 
@@ -60,12 +69,10 @@ class LlamaEngine(Engine):
 
     def _prompt_tokens(self, model: local.LocalModel, request: Request) -> tuple[list[int], list[str]]:
         """The prompt tokens llama-cpp-python would build for ``request``, and the chat template's stops."""
-        llm = model.llm
-        if _metadata(request).get(RAW_METADATA_KEY):
-            return decode.prompt_tokens(llm, "".join(m["content"] for m in chat_messages(request))), []
-        if self.spec.chat:
-            return decode.chat_tokens(llm, model.chat_formatter(), chat_messages(request))
-        return decode.prompt_tokens(llm, completion_prompt(request)), []
+        text = prompt_text(request, self.spec.chat)
+        if text is not None:
+            return decode.prompt_tokens(model.llm, text), []
+        return decode.chat_tokens(model.llm, model.chat_formatter(), chat_messages(request))
 
     def _constrained(self, model: local.LocalModel, request: Request, constraint: Constraint,
                      kwargs: dict[str, Any]) -> tuple[str, str, int, int]:
