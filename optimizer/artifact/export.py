@@ -3,11 +3,11 @@ plain-text templates, or prompts in MLflow's Prompt Registry.
 
 Every template is a captured request (:mod:`optimizer.artifact.prompts`), with ``{{field}}`` placeholders for
 the step's inputs: what progopt sends, not a paraphrase. A step progopt runs in a way a plain request cannot
-(label scoring, calibration, self-consistency, per-input retrieved demos, a regex constraint) says so in its
-``notes`` and exports its nearest ``direct`` request instead: never silently.
+(label scoring, calibration, self-consistency, per-input retrieved demos) says so in its ``notes`` and exports
+its nearest ``direct`` request instead; a constraint a request cannot carry is said too: never silently.
 
->>> export_openai(step_views("out/sst2.json"))["classify"]["body"]["response_format"]["type"]
-'json_schema'
+>>> export_openai(step_views("out/sst2.json"))["classify"]["endpoint"]    # Gemma, a base model
+'/v1/completions'
 """
 
 from __future__ import annotations
@@ -35,47 +35,48 @@ def _response_format(view: StepView) -> dict[str, Any] | None:
 
 
 def openai_request(view: StepView) -> dict[str, Any]:
-    """One step as ``{"endpoint", "body", "variables", "notes"}``: a chat-completions body for a chat or API
-    model (``response_format`` where the constraint is a JSON Schema), a completions body for a base model
-    (its whole prompt; a JSON Schema becomes llama.cpp's ``grammar``, which other servers ignore)."""
+    """One step as ``{"endpoint", "body", "variables", "notes"}``: a chat-completions body (messages) for a chat
+    or API model, a completions body (the whole prompt) for a local base model. The constraint travels the
+    way the step's server takes it: an API model's JSON Schema as OpenAI's ``response_format``; a local
+    model's constraint (JSON Schema or regex) as ``grammar``, since a local model file runs outside progopt
+    only behind a llama.cpp server, whose OpenAI-compatible API takes grammars (and, in llama-cpp-python's
+    server, no ``json_schema`` response format)."""
     sent = _sent(view)
     body: dict[str, Any] = {"model": view.model["name"].split("/", 1)[-1], "temperature": sent.temperature or 0.0,
                             "max_tokens": sent.max_tokens}
     notes = list(view.notes)
-    response_format = _response_format(sent)
-    if sent.prompt is None:
-        endpoint = "/v1/chat/completions"
-        body["messages"] = sent.messages
-        if response_format:
-            body["response_format"] = response_format
-    else:
-        endpoint = "/v1/completions"
-        body["prompt"] = sent.prompt
-    grammar = _grammar(sent, chat=sent.prompt is None, notes=notes)
-    if grammar:
-        body["grammar"] = grammar
+    endpoint = "/v1/chat/completions" if sent.prompt is None else "/v1/completions"
+    body["messages" if sent.prompt is None else "prompt"] = sent.messages if sent.prompt is None else sent.prompt
+    if view.model["provider"] == "local":
+        grammar = _grammar(sent, notes)
+        if grammar:
+            body["grammar"] = grammar
+    elif _response_format(sent):
+        body["response_format"] = _response_format(sent)
+    elif sent.constraint:
+        notes.append(f"the {sent.constraint[0]} constraint has no OpenAI request field: the request runs "
+                     "unconstrained")
     return {"endpoint": endpoint, "body": body, "variables": view.variables, "notes": notes}
 
 
-def _grammar(view: StepView, *, chat: bool, notes: list[str]) -> str | None:
-    """llama.cpp's ``grammar`` for a constraint ``response_format`` cannot carry in this request: a regex
-    (any endpoint), or a JSON Schema on the completions endpoint. Notes say which servers honour it."""
-    if view.constraint is None or (chat and view.constraint[0] == "json_schema"):
+def _grammar(view: StepView, notes: list[str]) -> str | None:
+    """llama.cpp's ``grammar`` for the step's constraint (a JSON Schema with llama-cpp-python's converter, a
+    regex with :func:`regex_to_gbnf`), or None with a note when there is none or it has no grammar form."""
+    if view.constraint is None:
         return None
     kind, pattern = view.constraint
-    if kind == "json_schema":
-        from llama_cpp.llama_grammar import json_schema_to_gbnf
-
-        notes.append("a base model: the JSON Schema is sent as llama.cpp's `grammar` (OpenAI's completions API "
-                     "has no response_format; other servers ignore it and run unconstrained)")
-        return json_schema_to_gbnf(json.dumps(pattern))
     try:
-        grammar = regex_to_gbnf(pattern)
+        if kind == "json_schema":
+            from llama_cpp.llama_grammar import json_schema_to_gbnf
+
+            grammar = json_schema_to_gbnf(json.dumps(pattern))
+        else:
+            grammar = regex_to_gbnf(pattern)
     except ValueError as exc:
-        notes.append(f"the regex constraint has no grammar form ({exc}): the request runs unconstrained")
+        notes.append(f"the {kind} constraint has no grammar form ({exc}): the request runs unconstrained")
         return None
-    notes.append("the regex constraint is sent as llama.cpp's `grammar` (OpenAI-compatible APIs cannot express a "
-                 "regex; other servers ignore it and run unconstrained)")
+    notes.append(f"a local model: its {kind} constraint is sent as llama.cpp's `grammar` (llama.cpp's servers "
+                 "honour it; OpenAI's API has no such field)")
     return grammar
 
 

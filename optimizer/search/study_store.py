@@ -1,10 +1,11 @@
-"""The one module that knows what a compile's Optuna study holds, and under which keys.
+"""What a compile's Optuna study holds, and under which keys: every key but one is written and read here.
 
 Study user attributes: ``space`` (the :class:`SearchSpace` JSON, stored once), ``full:<variant key>`` (a
 promoted variant's full-validation :class:`TrialRecord`), ``final:<variant key>`` (its final-selection
 record, :mod:`optimizer.search.selection`), ``spent:<worker>`` (a worker session's
 :class:`Spent`). Trial user attributes: ``worker``, ``variant_key``, ``label`` (baselines), ``record`` (the
-minibatch :class:`TrialRecord`), ``feasible``, ``failed_variant``, ``promoting`` and ``duplicate_of``. The
+minibatch :class:`TrialRecord`), ``feasible``, ``failed_variant``, ``promoting`` and ``duplicate_of``; one
+more, ``skipped`` (why a variant was never evaluated), is set by :mod:`optimizer.search.session`. The
 keys are the study's on-disk format: a study written by an earlier version resumes unchanged.
 
 Every operation is safe under concurrent workers of one study (separate processes, any storage): each
