@@ -21,6 +21,7 @@ nothing is discovered on the user's behalf (no project found by walking up from 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,7 @@ TRUST_PACKAGES_ENV = "PROGOPT_TRUST_PACKAGES"
 ENDPOINTS_ENV = "PROGOPT_ALLOWED_ENDPOINTS"
 MODEL_DIRS_ENV = "PROGOPT_MODEL_DIRS"
 LOOPBACK = "loopback"
+_URL_IN_NAME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://|//")  # a URL inside a LiteLLM model string
 
 
 def _endpoint_allowed(url: str, allowed: Iterable[str]) -> bool:
@@ -116,8 +118,9 @@ class TrustPolicy:
         return None
 
 
-def _check_endpoint(base: str, policy: TrustPolicy, path: Path | str, at: tuple[str, ...]) -> None:
-    where = json_path((*at, "api_base"))
+def _check_endpoint(base: str, policy: TrustPolicy, path: Path | str, at: tuple[str, ...],
+                    field: str = "api_base") -> None:
+    where = json_path((*at, field))
     try:
         allowed = policy.endpoint_allowed(base)
     except EndpointError as exc:
@@ -138,6 +141,9 @@ def checked_models(doc: dict[str, Any], path: Path | str, policy: TrustPolicy) -
         model, at = dict(step["model"]), ("steps", name, "model")
         if model.get("api_base") is not None:
             _check_endpoint(model["api_base"], policy, path, at)
+        embedded = _URL_IN_NAME.search(model["name"]) if model["provider"] == "litellm" else None
+        if embedded:  # LiteLLM takes some providers' endpoint from the model name (huggingface/https://...)
+            _check_endpoint(model["name"][embedded.start():], policy, path, at, field="name")
         gguf = model.get("gguf")
         if model["provider"] == "local" and gguf not in EMBEDDED:
             allowed = policy.model_file(gguf or "")
@@ -169,6 +175,8 @@ def uses(doc: dict[str, Any], policy: TrustPolicy) -> list[str]:
             except EndpointError as exc:
                 verdict = f"REFUSED: {exc}"
             lines.append(f"endpoint {name}: {model['api_base']} ({verdict})")
+        elif model["provider"] == "litellm" and _URL_IN_NAME.search(model["name"]):
+            lines.append(f"endpoint {name}: {model['name']} (a URL in the model name: checked like api_base)")
         elif model["provider"] == "litellm":
             lines.append(f"endpoint {name}: the provider's default for {model['name']} (LiteLLM)")
         if model["provider"] == "local":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import os
 import signal
 import subprocess
@@ -240,3 +241,22 @@ def test_trusted_file_references_ignore_a_stale_project_guess(tmp_path):
     with pytest.raises(refs.UntrustedReferenceError):
         refs.locate(ref, roots=[])
     assert refs.locate(ref, roots=[tmp_path / "proj"]).path == Path(ref.partition(":")[0]).resolve()
+
+
+@pytest.mark.parametrize(("name", "allowed"), [
+    ("huggingface/https://collector.example.com/v1", False), ("huggingface/http://127.0.0.1:9/v1/../x", True),
+    ("huggingface//collector.example.com", False), ("openai/gpt-4o-mini", True)])
+def test_an_endpoint_inside_a_litellm_model_name_passes_the_endpoint_policy(tmp_path, name, allowed):
+    """LiteLLM takes some providers' endpoint from the model string itself: the same policy as api_base."""
+    from optimizer.artifact.trust import checked_models
+    from optimizer.models import ModelSpec
+    from tests.fixtures.artifacts import rewrite, save_sentiment
+
+    path = save_sentiment(tmp_path / "a.json", spec=ModelSpec(name="openai/gpt-4o-mini", provider="litellm"))
+    doc = json.loads(rewrite(path, lambda d: d["steps"]["classify"]["model"].update(name=name)).read_text())
+    if allowed:
+        assert checked_models(doc, path, TrustPolicy.from_env())["classify"]["name"] == name
+    else:
+        with pytest.raises(ArtifactTrustError) as info:
+            checked_models(doc, path, TrustPolicy.from_env())
+        assert info.value.json_path == "steps.classify.model.name"
