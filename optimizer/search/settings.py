@@ -67,7 +67,7 @@ class SpaceSettings(BaseModel):
     propose instructions and bootstrap demos ("first": the pool's first model; None: none), label-balanced
     demo sets per size (``demo_draws``, each with its own seed and order) and retrieved-demo candidates
     (``retrieval_sizes``: ``knn{k}``, the k most similar training examples per input). The demo defaults keep
-    the space measured in the README; more draws and retrieval are opt-in until measured at equal budget."""
+    the space measured in RESULTS.md; more draws and retrieval are opt-in until measured at equal budget."""
 
     model_config = ConfigDict(frozen=True)
 
