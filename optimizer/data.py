@@ -18,7 +18,7 @@ from typing import Any
 
 import dspy
 
-from optimizer.files import NotARegularFile, check_regular, read_regular
+from optimizer.files import NotARegularFile, check_regular, lone_surrogate, read_regular
 
 
 class DataError(ValueError):
@@ -92,7 +92,7 @@ def _bad_value(value: Any) -> str | None:
         item = stack.pop()
         if isinstance(item, _Refused):
             return str(item)
-        if isinstance(item, str) and _surrogate(item):
+        if isinstance(item, str) and lone_surrogate(item):
             return "a lone surrogate escape (such as \\ud800) is not valid Unicode"
         if isinstance(item, dict):
             stack.extend(item.keys())
@@ -100,16 +100,6 @@ def _bad_value(value: Any) -> str | None:
         elif isinstance(item, list):
             stack.extend(item)
     return None
-
-
-def _surrogate(text: str) -> bool:
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _json_row(path: Path, lineno: int, line: str) -> dict[str, Any]:

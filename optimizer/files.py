@@ -60,3 +60,14 @@ def read_regular(path: str | Path, max_bytes: int | None = None) -> bytes:
     finally:
         if fd >= 0:
             os.close(fd)
+
+
+def lone_surrogate(text: str) -> bool:
+    """True when ``text`` holds a lone surrogate (``"\\ud800"`` in JSON): not Unicode, so no file can hold it."""
+    if text.isascii():
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 
 from optimizer.artifact.errors import ArtifactFormatError, ArtifactIntegrityError, ArtifactVersionError
-from optimizer.files import NotARegularFile, read_regular
+from optimizer.files import NotARegularFile, lone_surrogate, read_regular
 
 FORMAT_VERSION = "1.0"
 SUPPORTED_MAJOR = 1
@@ -77,23 +77,12 @@ def _echo(value: Any) -> str:
     return text if len(text) <= MAX_ECHO else f"{text[:MAX_ECHO]}... ({len(text)} characters)"
 
 
-def unencodable(text: str) -> bool:
-    """True when ``text`` holds a lone surrogate (``"\\ud800"`` in JSON): not Unicode, so not UTF-8 either."""
-    if text.isascii():
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def check_text(value: Any, path: Path | str, at: tuple[str | int, ...] = ()) -> None:
     """Refuse a lone surrogate in any string or key of ``value`` (the content hash is over UTF-8 bytes)."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, at)]
     while stack:
         item, where = stack.pop()
-        if isinstance(item, str) and unencodable(item):
+        if isinstance(item, str) and lone_surrogate(item):
             raise ArtifactFormatError(path, json_path(where), "a lone surrogate escape (such as \\ud800) is not "
                                       "valid Unicode")
         if isinstance(item, dict):
@@ -134,7 +123,7 @@ def _objects(value: Any, path: Path | str, at: tuple[str | int, ...] = ()) -> An
         raise ArtifactFormatError(path, json_path(at), str(value))
     if isinstance(value, str) and len(value) > MAX_STRING:
         raise ArtifactFormatError(path, json_path(at), f"a string of {len(value)} characters (at most {MAX_STRING})")
-    if isinstance(value, str) and unencodable(value):
+    if isinstance(value, str) and lone_surrogate(value):
         raise ArtifactFormatError(path, json_path(at), "a lone surrogate escape (such as \\ud800) is not valid "
                                   "Unicode")
     if isinstance(value, list) and len(value) > MAX_ITEMS:
@@ -146,7 +135,7 @@ def _objects(value: Any, path: Path | str, at: tuple[str | int, ...] = ()) -> An
         for key, item in value:
             if len(key) > MAX_STRING:
                 raise ArtifactFormatError(path, json_path(at), f"a key of {len(key)} characters")
-            if unencodable(key):
+            if lone_surrogate(key):
                 raise ArtifactFormatError(path, json_path(at), "a key with a lone surrogate escape (such as "
                                           "\\ud800) is not valid Unicode")
             if key in out:
