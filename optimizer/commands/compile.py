@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
                           proposer=None if args.proposer == "none" else args.proposer,
                           teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
                           retrieval_sizes=tuple(args.retrieved_demos))
+    _remember_trust(args.program, out)  # before the compile: its MLflow model is loaded once to be checked
     result = compile(
         task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool, testset=test,
         budget=Budget(calls=args.budget, cost=args.budget_cost, seconds=args.budget_seconds), search=search,
@@ -96,7 +97,6 @@ def run(args: argparse.Namespace) -> int:
     from optimizer.artifact import save_result
 
     save_result(result, out, program=task.program_class(), pool=task.pool)
-    _remember_trust(args.program, out)
     print(json.dumps({"artifact": str(out), "result": str(result_path), "front_png": str(png),
                       "storage": url, "spent": result.spent}, indent=1))
     return 0
