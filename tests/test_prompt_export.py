@@ -72,10 +72,15 @@ def test_label_scoring_is_shown_and_its_export_says_it_sends_the_direct_equivale
     assert text_template(view).endswith(view.direct.prompt)
 
 
-@pytest.mark.parametrize("pattern", [r" (World|Sports|Business|Sci/Tech)\n?", r"Answer: (-?\d+(\.\d+)?)\n?",
-                                     r"[^\"\\]{0,20}a.b*?c{2,3}$", r'\[("[^"]{1,5}"(, )?)*\]'])
-def test_regex_constraints_become_llama_cpp_grammars(pattern):
-    llama_cpp.LlamaGrammar.from_string(regex_to_gbnf(pattern), verbose=False)  # parses: a grammar of the regex
+@pytest.mark.parametrize(("pattern", "grammar"), [
+    (r" (World|Sports|Business|Sci/Tech)\n?",
+     'root ::= " " (("World" | "Sports" | "Business" | "Sci/Tech")) ("\\n")?\n'),
+    (r"Answer: (-?\d+(\.\d+)?)\n?", 'root ::= "Answer: " (("-")? ([0-9])+ (("." ([0-9])+))?) ("\\n")?\n'),
+    (r"[^\"\\]{0,20}a.b*?c{2,3}$", 'root ::= ([^"\\\\]){0,20} "a" [^\\n] ("b")* ("c"){2,3}\n'),
+    (r'\[("[^"]{1,5}"(, )?)*\]', 'root ::= "[" (("\\"" ([^"]){1,5} "\\"" ((", "))?))* "]"\n')])
+def test_regex_constraints_become_llama_cpp_grammars(pattern, grammar):
+    assert regex_to_gbnf(pattern) == grammar  # the same language, rule by rule
+    assert llama_cpp.LlamaGrammar.from_string(grammar, verbose=False) is not None  # and llama.cpp parses it
 
 
 def test_unsupported_regex_is_refused_not_exported_as_constrained():
