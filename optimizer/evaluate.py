@@ -17,15 +17,15 @@ from typing import Any
 
 import dspy
 import numpy as np
-from scipy import stats
 
 from optimizer.accounting import STOPPING, CallRecord, Ledger, raise_stopping, totals
 from optimizer.errors import CallFailed, InvalidOutput, TruncatedOutput
 from optimizer.progress import progress_bar
+from optimizer.statistics import aggregate_name, aggregate_of, bootstrap_ci, mean_of_first, score_ci
 from optimizer.summary import Summary
 
-BOOTSTRAP_RESAMPLES = 2000
-BOOTSTRAP_SEED = 0
+__all__ = ["Evaluation", "ExampleResult", "bootstrap_ci", "evaluate", "prefix_order", "report_confidence",
+           "run_example"]
 # The confidences the scoring steps of the running example reported (one list per run_example call).
 _confidences: ContextVar[list[float] | None] = ContextVar("progopt_confidences", default=None)
 
@@ -49,6 +49,7 @@ class ExampleResult:
     error: str | None = None
     error_type: str | None = None
     confidence: float | None = None  # label scoring: mean calibrated probability of the chosen labels
+    row: list[float] | None = None  # the metric's statistics (a corpus metric's); None: [score]
 
     @property
     def latency_s(self) -> float:
@@ -59,35 +60,31 @@ class ExampleResult:
         return sum(c.cost for c in self.calls)
 
 
-def bootstrap_ci(scores: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap CI of the mean (scipy), seeded; a constant sample gives a zero-width CI."""
-    data = np.asarray(scores, dtype=float)
-    if len(data) < 2 or np.ptp(data) == 0:
-        mean = float(data.mean()) if len(data) else 0.0
-        return mean, mean
-    res = stats.bootstrap((data,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
-                          method="percentile", rng=np.random.default_rng(BOOTSTRAP_SEED))
-    return float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 @dataclass
 class Evaluation:
-    """Per-example results plus the aggregates the optimizer and reports use."""
+    """Per-example results plus the aggregates the optimizer and reports use; ``aggregate`` combines the
+    examples' rows into the score (the mean for a plain metric, micro F1 for ``entity_f1``)."""
 
     results: list[ExampleResult]
     calls: list[CallRecord] = field(default_factory=list)
+    aggregate: Callable[[np.ndarray], float] = mean_of_first
+    aggregate_name: str = "mean"
 
     def __post_init__(self) -> None:
         self.calls = [c for r in self.results for c in r.calls]
 
     @property
+    def rows(self) -> list[list[float]]:
+        return [r.row if r.row is not None else [r.score] for r in self.results]
+
+    @property
     def score(self) -> float:
-        return float(np.mean([r.score for r in self.results])) if self.results else 0.0
+        return float(self.aggregate(np.asarray(self.rows, dtype=float))) if self.results else 0.0
 
     def summary(self) -> Summary:
         n = max(len(self.results), 1)
         latencies = [r.latency_s for r in self.results] or [0.0]
-        low, high = bootstrap_ci([r.score for r in self.results])
+        low, high = score_ci(self.rows, self.aggregate)
         confidences = [r.confidence for r in self.results if r.confidence is not None]
         return Summary(
             examples=len(self.results), score=self.score, score_ci=[low, high],
@@ -103,6 +100,8 @@ class Evaluation:
             call_failure_rate=sum(r.error_type == "CallFailed" for r in self.results) / n,
             by_model=totals(self.calls, "model"), by_step=totals(self.calls, "step"),
             mean_confidence=float(np.mean(confidences)) if confidences else None,
+            rows=self.rows if self.aggregate is not mean_of_first else [],
+            scores=[r.score for r in self.results], aggregate=self.aggregate_name,
         )
 
 
@@ -141,12 +140,21 @@ def run_example(program: dspy.Module, example: dspy.Example, metric: Callable, i
             except Exception as exc:  # noqa: BLE001 - every model-side failure is a recorded result
                 raise_stopping(exc)
                 failure = _failure(exc, ledger.records)
-                return ExampleResult(index, 0.0, False, None, ledger.records, str(failure), type(failure).__name__)
+                return ExampleResult(index, 0.0, False, None, ledger.records, str(failure), type(failure).__name__,
+                                     row=_row(metric, example, dspy.Prediction()))
     finally:
         _confidences.reset(token)
     valid = all(c.valid is not False for c in ledger.records)
     return ExampleResult(index, float(metric(example, pred)), valid, _prediction_dict(pred), ledger.records,
-                         confidence=float(np.mean(confidences)) if confidences else None)
+                         confidence=float(np.mean(confidences)) if confidences else None,
+                         row=_row(metric, example, pred))
+
+
+def _row(metric: Callable, example: dspy.Example, prediction: Any) -> list[float] | None:
+    """A corpus metric's statistics for the example (a failed example has an empty prediction: for entity
+    F1 its gold entities are all missed); None for a plain metric."""
+    statistics = getattr(metric, "statistics", None)
+    return None if statistics is None else [float(v) for v in statistics(example, prediction)]
 
 
 def prefix_order(examples: Sequence[dspy.Example]) -> list[int]:
@@ -185,4 +193,5 @@ def evaluate(program: dspy.Module, examples: Sequence[dspy.Example], metric: Cal
                 except BaseException:
                     pool.shutdown(wait=True, cancel_futures=True)
                     raise
-    return Evaluation([r for r in results if r is not None])
+    return Evaluation([r for r in results if r is not None], aggregate=aggregate_of(metric),
+                      aggregate_name=aggregate_name(metric))

@@ -55,6 +55,8 @@ class CompileResult(BaseModel):
     test: list[TrialRecord] = Field(default_factory=list, description="front + baselines on the test split")
     tracking_run_id: str | None = None
     models: dict[str, ModelSpec] = Field(default_factory=dict, description="the searched pool, by model name")
+    space_note: str = Field("", description="the space's size and what was filled for the budget, and why")
+    choice_note: str = Field("", description="the chosen variant's estimate (score, CI, stage) and its ties")
 
     def best_full(self) -> dict[str, TrialRecord]:
         """The best full-validation record of each variant that has one (highest score; ties: the latest)."""

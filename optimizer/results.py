@@ -83,6 +83,9 @@ def print_report(result: CompileResult) -> None:
     front = {describe(full[k]) + (" *" if k == result.chosen else ""): full[k].summary for k in shown_keys(result)}
     base = {describe(b): b.summary for b in result.baselines if b.variant_key not in result.front}
     print_table(evaluation_table("validation: Pareto front (* chosen) and baselines", {**front, **base}))
+    for line in (result.space_note, result.choice_note):
+        if line:
+            print(line)
     if result.test:
         print_table(evaluation_table("test split", {describe(t) + (" *" if t.variant_key == result.chosen else ""):
                                                     t.summary for t in result.test}))
@@ -147,6 +150,7 @@ def markdown_report(result: CompileResult) -> str:
         lines += [_row(describe(t) + (" *" if t.variant_key == result.chosen else ""), t.summary) for t in result.test]
     chosen = result.chosen_steps()
     lines += ["", "## Chosen variant", ""]
+    lines += [f"{line}.\n" for line in (result.space_note, result.choice_note) if line]
     for name, cfg in chosen.items():
         lines.append(f"- `{name}`: model `{cfg.model}`, format `{cfg.format}`, strategy `{cfg.strategy}`"
                      f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}"

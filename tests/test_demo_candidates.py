@@ -190,10 +190,22 @@ def test_sweep_cells_carry_the_demo_settings_and_earlier_cells_keep_their_ids():
 
     _, cells = load_sweep(Path(__file__).parent.parent / "experiments" / "sweeps" / "quickstart.yaml")
     cell = next(c for c in cells if c.optimizer == "progopt")
-    assert (cell.demo_draws, cell.retrieval_sizes) == (1, ())  # the space before issue #16
-    more = cell.model_copy(update={"demo_draws": 8, "retrieval_sizes": (4,)})
-    assert more.cell_id() != cell.cell_id()
-    assert type(cell).model_validate({**cell.model_dump(), "demo_draws": 1}).cell_id() == cell.cell_id()
+    assert (cell.demo_draws, cell.strategies, cell.final_top, cell.retrieval_sizes) == (None, None, None, ())
+    assert cell.open_space() and cell.label().endswith("+auto")  # the budget-scaled defaults (issue #37)
+    fixed = type(cell).model_validate({**cell.model_dump(), "strategies": ["direct"], "demo_draws": 1,
+                                       "final_top": 0})
+    legacy = fixed.model_dump(mode="json", exclude_defaults=True)
+    for key in ("strategies", "demo_draws", "final_top"):
+        legacy.pop(key)
+    import hashlib
+    import json
+
+    # the fixed space before issue #37, given explicitly, keeps the id it had when it was the default
+    assert fixed.cell_id() == hashlib.sha256(json.dumps(legacy, sort_keys=True, separators=(",", ":")).encode()
+                                             ).hexdigest()[:12]
+    assert cell.cell_id() != fixed.cell_id()  # open settings never take an earlier cell's id
+    more = fixed.model_copy(update={"demo_draws": 8, "retrieval_sizes": (4,)})
+    assert more.cell_id() != fixed.cell_id()
 
 
 def test_the_space_builder_adds_draws_and_retrieval_per_step_without_lm_calls(train):

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from optimizer.commands.evaluate import add_task_arguments, input_paths
-from optimizer.commands.options import count, positive_float, positive_int, strategy
+from optimizer.commands.options import count, positive_float, positive_int, share, strategy
 from optimizer.errors import UsageError
 from optimizer.outputs import check_output, write_atomic
 from optimizer.secrets import SecretDetector
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
     search = SearchSettings(sampler=args.sampler, objectives=tuple(args.objectives), seed=args.seed,
                             minibatch=args.minibatch, num_threads=args.num_threads, final_top=args.final_top,
                             final_share=args.final_share)
-    space = SpaceSettings(formats=tuple(args.formats), strategies=tuple(args.strategies),
+    space = SpaceSettings(formats=tuple(args.formats), strategies=args.strategies and tuple(args.strategies),
                           proposer=None if args.proposer == "none" else args.proposer,
                           teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
                           retrieval_sizes=tuple(args.retrieved_demos))
@@ -103,6 +103,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from optimizer.search.defaults import (
+        DEFAULT_STRATEGIES,
+        DRAWS_FROM,
+        FINAL_FROM,
+        FINAL_SHARE,
+        FINAL_TOP,
+        MORE_DRAWS_FROM,
+    )
     from optimizer.search.settings import FORMATS, OBJECTIVE_NAMES, SAMPLERS, SearchSettings, SpaceSettings
 
     search, space = SearchSettings(), SpaceSettings()
@@ -125,12 +133,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-p95", type=float, help="max p95 latency (s) per example for the chosen variant")
     p.add_argument("--formats", nargs="+", default=list(space.formats), choices=FORMATS,
                    help=f"prompt formats to search per step (default: {' '.join(space.formats)})")
-    p.add_argument("--strategies", nargs="+", type=strategy, default=list(space.strategies),
+    p.add_argument("--strategies", nargs="+", type=strategy, default=None,
                    help="direct, cot, scK (self-consistency, K >= 2), score, score-cc, score-bc (label scoring: "
-                        "uncalibrated, contextual or batch calibration; label outputs, compact format, local models)")
-    p.add_argument("--demo-draws", type=positive_int, default=space.demo_draws,
-                   help=f"label-balanced demo sets per size, each drawn with its own seed and order "
-                   f"(default {space.demo_draws})")
+                        "uncalibrated, contextual or batch calibration; label outputs, compact format, local models) "
+                        f"(default {' '.join(DEFAULT_STRATEGIES)})")
+    p.add_argument("--demo-draws", type=positive_int, default=None,
+                   help="label-balanced demo sets per size, each drawn with its own seed and order (default: by "
+                   f"budget, 1 below {DRAWS_FROM} calls, 4 below {MORE_DRAWS_FROM}, else 8)")
     p.add_argument("--retrieved-demos", nargs="*", type=positive_int, default=list(space.retrieval_sizes),
                    metavar="K", help="retrieved-demo candidates: the K most similar training examples per input "
                    "(default: none)")
@@ -138,11 +147,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=space.teacher, help="pool model bootstrapping demos ('none' to skip)")
     p.add_argument("--minibatch", type=positive_int, default=search.minibatch,
                    help="validation examples for screening")
-    p.add_argument("--final-top", type=int, default=search.final_top, metavar="K",
+    p.add_argument("--final-top", type=count, default=None, metavar="K",
                    help="re-score the K best validated variants on held-out training examples and choose among "
-                   f"them (default {search.final_top}: choose by validation alone)")
-    p.add_argument("--final-share", type=float, default=search.final_share,
-                   help=f"budget share kept for --final-top (default {search.final_share})")
+                   f"them (default: {FINAL_TOP} from {FINAL_FROM} calls, else 0: choose by validation alone)")
+    p.add_argument("--final-share", type=share, default=None,
+                   help=f"budget share kept for --final-top (default {FINAL_SHARE})")
     p.add_argument("--storage", help="Optuna storage URL (default: sqlite next to --out)")
     p.add_argument("--study-name", help="resume/continue this study (default: derived from program and data)")
     p.add_argument("--tracking-uri", default=None,

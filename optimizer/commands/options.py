@@ -33,6 +33,14 @@ count = _number(int, 0, inclusive=True)
 positive_float = _number(float, 0.0, inclusive=False)
 
 
+def share(text: str) -> float:
+    """A fraction strictly between 0 and 1."""
+    value = positive_float(text)
+    if value >= 1:
+        raise argparse.ArgumentTypeError(f"must be < 1 (got {text})")
+    return value
+
+
 def strategy(text: str) -> str:
     """'direct', 'cot', 'scK' with K >= 2, 'score', 'score-cc' or 'score-bc'."""
     try:

@@ -16,13 +16,16 @@ from optimizer.data import dataset_hash
 from optimizer.models import ModelPool
 from optimizer.progress import progress_bar
 from optimizer.records import CompileObserver, CompileResult, TrialRecord
-from optimizer.results import OBJECTIVES, choose, pareto_front
+from optimizer.results import OBJECTIVES, pareto_front
+from optimizer.search.choice import choose_paired
+from optimizer.search.defaults import scaled, space_note
 from optimizer.search.selection import select_final
 from optimizer.search.session import Session
 from optimizer.search.settings import Budget, Caps, SearchSettings, SpaceSettings
 from optimizer.search.space_builder import build_space
 from optimizer.search.storage import as_storage
 from optimizer.space.variant import SearchSpace
+from optimizer.statistics import aggregate_of
 
 __all__ = ["Budget", "Caps", "SearchSettings", "SpaceSettings", "compile"]
 
@@ -36,19 +39,22 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     every evaluated variant, the validation Pareto front over ``search.objectives`` and the chosen variant
     (highest validation quality within ``caps``, or with ``search.final_top`` the best of the top variants
     re-scored on validation plus held-out training examples: :mod:`optimizer.search.selection`); None takes
-    each value object's defaults. The input program is never mutated.
+    each value object's defaults, and settings left open are filled for the budget
+    (:func:`optimizer.search.defaults.scaled`; ``result.space_note`` says what and why). The input program is
+    never mutated.
 
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///study.db`` or PostgreSQL) makes the compile
     resumable: run it again with the same storage and study name and it continues where it stopped.
     The test split, if given, is used only for the final report."""
-    search, space, caps = search or SearchSettings(), space or SpaceSettings(), caps or Caps()
+    space, search, reasons = scaled(space or SpaceSettings(), search or SearchSettings(), budget)
+    caps = caps or Caps()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pool = models if isinstance(models, ModelPool) else (
         ModelPool.from_names(models) if models else ModelPool.default())
     objectives, seed = search.objectives, search.seed
     proposer = pool.names[0] if space.proposer == "first" else space.proposer
     teacher = pool.names[0] if space.teacher == "first" else space.teacher
-    strategies, formats = space.strategies, space.formats
+    strategies, formats, draws = space.strategies or (), space.formats, space.demo_draws or 1
     datasets = {"train": dataset_hash(trainset), "val": dataset_hash(valset)}
     if testset is not None:
         datasets["test"] = dataset_hash(testset)
@@ -67,9 +73,9 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             try:
                 built = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
-                    teacher=teacher, strategies=strategies, formats=formats, demo_draws=space.demo_draws,
+                    teacher=teacher, strategies=strategies, formats=formats, demo_draws=draws,
                     retrieval_sizes=space.retrieval_sizes),
-                    models=pool.names, strategies=strategies, formats=formats, demo_draws=space.demo_draws,
+                    models=pool.names, strategies=strategies, formats=formats, demo_draws=draws,
                     retrieval_sizes=space.retrieval_sizes)
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
@@ -77,6 +83,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
             select_final(session, built)
         session.advance = lambda **_: None  # the bar is closed
         result = _result(session, built, ref, datasets, testset, run_id)
+        result.space_note = space_note(built, budget, reasons)
     except BaseException as exc:
         if observer is not None:
             observer.fail(exc)
@@ -99,8 +106,9 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
         raise BudgetExhausted("the budget ran out before any variant was evaluated")
     front = pareto_front(candidates, session.objectives)
     # with a final selection, the choice is among the variants it re-scored (their estimates are comparable)
-    chosen = choose(list(finals.values()) if len(finals) > 1 else candidates, max_cost=session.max_cost,
-                    max_p95=session.max_p95)
+    choice = choose_paired(list(finals.values()) if len(finals) > 1 else candidates, aggregate_of(session.metric),
+                           max_cost=session.max_cost, max_p95=session.max_p95)
+    chosen = next(r for r in candidates + list(finals.values()) if r.variant_key == choice.chosen)
     spent = session.spent()  # the test report below is not part of the compile's spending
     session.save_spent()
     test: list[TrialRecord] = []
@@ -115,4 +123,5 @@ def _result(session: Session, space: SearchSpace, ref: str, datasets: dict[str, 
                          budget=session.budget.model_dump(), spent=spent.model_dump(), space=space,
                          datasets=datasets, trials=trials, baselines=baselines,
                          front=[r.variant_key for r in front], chosen=chosen.variant_key, test=test,
+                         choice_note=choice.note,
                          tracking_run_id=run_id, models=dict(session.pool.specs))

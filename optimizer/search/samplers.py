@@ -11,6 +11,7 @@ Lifecycle: before each trial the compile calls :meth:`VariantSampler.optuna_samp
 from __future__ import annotations
 
 import itertools
+import random
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -44,6 +45,28 @@ def params_of(variant: Variant) -> Params:
 def _tried(study: optuna.Study) -> set[tuple[tuple[str, Any], ...]]:
     return {tuple(sorted(t.params.items())) for t in study.get_trials(deepcopy=False)
             if t.state in (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING, TrialState.PRUNED)}
+
+
+ENUMERATE_UP_TO = 100_000  # a space this small is enumerated when random draws find nothing untried
+
+
+def untried(study: optuna.Study, space: SearchSpace, seed: int, draws: int = 200) -> Params | None:
+    """A variant no trial of the study holds (random draws, seeded, then enumeration of a small space), or
+    None when every variant was tried: what the search runs instead of a sampler's repeat, so a converged
+    sampler never leaves budget unused while the space has variants left."""
+    choices = param_choices(space)
+    tried = _tried(study)
+    rng = random.Random(seed)
+    for _ in range(draws):
+        params = {name: rng.choice(options) for name, options in choices.items()}
+        if tuple(sorted(params.items())) not in tried:
+            return params
+    if space.size() <= ENUMERATE_UP_TO:
+        for combo in itertools.product(*choices.values()):
+            params = dict(zip(choices, combo, strict=True))
+            if tuple(sorted(params.items())) not in tried:
+                return params
+    return None
 
 
 class VariantSampler(ABC):

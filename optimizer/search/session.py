@@ -31,7 +31,7 @@ from optimizer.models import ModelPool
 from optimizer.records import CompileObserver, Stage, TrialRecord
 from optimizer.results import MAX_CALL_FAILURE_RATE, OBJECTIVES, feasible
 from optimizer.search.calibrate import calibrate_steps, unscorable
-from optimizer.search.samplers import DONE, make_sampler, param_choices, params_of, variant_from_params
+from optimizer.search.samplers import DONE, make_sampler, param_choices, params_of, untried, variant_from_params
 from optimizer.search.settings import Budget, Caps, SearchSettings
 from optimizer.search.storage import GRACE_S, HEARTBEAT_S, ask, heartbeat, heartbeats
 from optimizer.search.study_store import WORKER, Spent, StudyStore, label
@@ -39,7 +39,9 @@ from optimizer.space.build import build_program
 from optimizer.space.variant import SearchSpace, StepChoice, Variant, is_scoring
 
 # Stop after this many consecutive proposals of already-evaluated variants: the sampler has converged, and
-# such trials are free (cached), so a call or cost budget alone would never end the search.
+# such trials are free (cached), so a call or cost budget alone would never end the search. After a repeat
+# the next trial is an untried variant (samplers.untried), so this ends a search only when none is left, or
+# when the untried ones are all skipped.
 MAX_REPEATS_IN_A_ROW = 10
 # Stop after this many consecutive proposals the search must skip (label scoring on a model or format
 # that cannot score): they are free, so only this ends a search whose sampler keeps proposing them.
@@ -68,8 +70,8 @@ class Session:
         self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
         self.objectives, self.seed, self.study = list(search.objectives), search.seed, study
         # the search spends the budget less the final selection's share; select_final() restores the whole budget
-        self.whole_budget, self.final_top = budget, search.final_top
-        self.budget = budget.less(search.final_share) if search.final_top > 1 else budget
+        self.whole_budget, self.final_top = budget, search.final_top or 0
+        self.budget = budget.less(search.final_share) if self.final_top > 1 and search.final_share else budget
         self.sampler = make_sampler(search.sampler)
         self.minibatch, self.promote_fraction = valset[:search.minibatch], search.promote_fraction
         self.max_cost, self.max_p95, self.observer = caps.max_cost_per_example, caps.max_p95_latency_s, observer
@@ -193,6 +195,8 @@ class Session:
             fail_stale_trials(self.study)
         self.study.sampler = self.sampler.optuna_sampler(self.seed + len(self.study.trials), len(self.objectives) > 1)
         params = self.sampler.next_params(self.study, space) if propose else None
+        if propose and self.repeats and params is None:  # the sampler repeated itself: try what it has not
+            params = untried(self.study, space, self.seed + len(self.study.trials)) or DONE
         if params == DONE and not self.store.queued():
             return False
         if params not in (None, DONE):

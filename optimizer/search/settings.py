@@ -41,7 +41,8 @@ class SearchSettings(BaseModel):
     first), the seed, the minibatch screening and successive-halving promotion, the final selection
     (``final_top`` best validated variants re-scored on held-out training examples with ``final_share`` of the
     budget, :mod:`optimizer.search.selection`; 0 or 1 = none, the choice is by validation alone), and
-    concurrent examples on API models."""
+    concurrent examples on API models. ``None`` leaves a setting to the budget
+    (:func:`optimizer.search.defaults.scaled`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -50,8 +51,8 @@ class SearchSettings(BaseModel):
     seed: int = 0
     minibatch: int = Field(16, gt=0)
     promote_fraction: float = Field(1 / 3, gt=0, le=1)
-    final_top: int = Field(0, ge=0, le=20)
-    final_share: float = Field(0.25, gt=0, lt=1)
+    final_top: int | None = Field(None, ge=0, le=20)
+    final_share: float | None = Field(None, gt=0, lt=1)
     num_threads: int = Field(8, gt=0)
 
     @field_validator("objectives")
@@ -66,22 +67,23 @@ class SpaceSettings(BaseModel):
     """What each step's search space holds: prompt formats, decoding strategies, the pool members that
     propose instructions and bootstrap demos ("first": the pool's first model; None: none), label-balanced
     demo sets per size (``demo_draws``, each with its own seed and order) and retrieved-demo candidates
-    (``retrieval_sizes``: ``knn{k}``, the k most similar training examples per input). The demo defaults keep
-    the space measured in RESULTS.md; more draws and retrieval are opt-in until measured at equal budget."""
+    (``retrieval_sizes``: ``knn{k}``, the k most similar training examples per input). ``None`` (strategies,
+    demo draws) leaves the setting to the budget (:func:`optimizer.search.defaults.scaled`); retrieval stays
+    opt-in (within the CIs at 3-4x the seconds per example)."""
 
     model_config = ConfigDict(frozen=True)
 
     formats: tuple[Format, ...] = DEFAULT_FORMATS
-    strategies: tuple[str, ...] = ("direct",)
+    strategies: tuple[str, ...] | None = None
     proposer: str | None = "first"
     teacher: str | None = "first"
-    demo_draws: int = Field(1, ge=1, le=64)
+    demo_draws: int | None = Field(None, ge=1, le=64)
     retrieval_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = ()
 
     @field_validator("strategies")
     @classmethod
-    def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for name in value:
+    def _known_strategies(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for name in value or ():
             strategy_settings(name)
         return value
 

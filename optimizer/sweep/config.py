@@ -44,6 +44,8 @@ from optimizer.sweep.yaml_nodes import first_problem, key_path, line_of
 Optimizer = Literal["progopt", "ZeroShot", "LabeledFewShot", "BootstrapFewShot", "BootstrapFewShotWithRandomSearch",
                     "MIPROv2", "GEPA"]
 DEFAULT_MODELS = ("local/smollm2-135m", "local/gemma3-270m")
+# The fixed space and selection cells ran with before the budget-scaled defaults (see CellSettings._canonical).
+LEGACY_DEFAULTS: dict[str, Any] = {"strategies": ["direct"], "demo_draws": 1, "final_top": 0, "final_share": 0.25}
 PLACEHOLDER = {"ref": "program.py:Program"}  # lets one entry's values be validated on their own
 # A matrix axis whose values are mappings of settings that go together (optimizer with its budget rule).
 VARIANT_AXIS = "variant"
@@ -93,16 +95,18 @@ class CellSettings(BaseModel):
     budget_fraction: float = Field(1.0, gt=0, le=10)
     budget_seconds: float | None = Field(None, gt=0)
     formats: tuple[Format, ...] = ("json", "compact")
-    strategies: tuple[str, ...] = ("direct",)
-    demo_draws: int = Field(1, ge=1, le=64, description="progopt cells: label-balanced demo sets per size "
-                            "(1: the sets before issue #16, so earlier cells keep their ids and meaning)")
+    strategies: tuple[str, ...] | None = Field(None, description="progopt cells: decoding strategies (None: "
+                                               "the compile's budget-scaled default)")
+    demo_draws: int | None = Field(None, ge=1, le=64, description="progopt cells: label-balanced demo sets per "
+                                   "size (None: by budget)")
     retrieval_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
         (), description="progopt cells: retrieved-demo candidates knn{k} (k most similar training examples)")
     search: Sampler = "tpe"
     minibatch: int = Field(12, gt=0, le=10_000)
-    final_top: int = Field(0, ge=0, le=20, description="progopt cells: the top validated variants re-scored on "
-                           "held-out training examples before the choice (0: none, as before this setting)")
-    final_share: float = Field(0.25, gt=0, lt=1, description="progopt cells: the budget share of that re-scoring")
+    final_top: int | None = Field(None, ge=0, le=20, description="progopt cells: the top validated variants "
+                                  "re-scored on held-out training examples before the choice (None: by budget)")
+    final_share: float | None = Field(None, gt=0, lt=1, description="progopt cells: the budget share of that "
+                                      "re-scoring (None: the default)")
     seed: int = Field(0, ge=0)
     train_limit: int | None = Field(None, gt=0)
     val_limit: int | None = Field(60, gt=0)
@@ -112,8 +116,8 @@ class CellSettings(BaseModel):
 
     @field_validator("strategies")
     @classmethod
-    def _known_strategies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for strategy in value:
+    def _known_strategies(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        for strategy in value or ():
             strategy_settings(strategy)  # raises ValueError naming the bad one
         return value
 
@@ -130,20 +134,37 @@ class CellSettings(BaseModel):
     def cell_id(self) -> str:
         """12 hex digits of the sha256 of the canonical settings that differ from their defaults: stable across
         runs, machines, file edits that leave this cell's settings alone, and new settings added with defaults."""
-        canonical = json.dumps(self.model_dump(mode="json", exclude_defaults=True), sort_keys=True,
-                               separators=(",", ":"))
+        canonical = json.dumps(self._canonical(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def open_space(self) -> bool:
+        """A progopt cell that leaves a space or selection setting to the compile's budget-scaled defaults."""
+        return self.optimizer == "progopt" and None in (self.strategies, self.demo_draws, self.final_top)
+
+    def _canonical(self) -> dict[str, Any]:
+        """The settings that differ from their defaults. A setting given at its value from before the
+        budget-scaled defaults (issue #37) is left out as it was then, so earlier cells keep their ids and
+        meaning; a progopt cell that leaves one open is marked ``space: by-budget``, so it never takes an
+        earlier cell's id (that meant the fixed defaults)."""
+        settings = self.model_dump(mode="json", exclude_defaults=True)
+        for key, legacy in LEGACY_DEFAULTS.items():
+            if settings.get(key) == legacy:
+                settings.pop(key)
+        if self.open_space():
+            settings["space"] = "by-budget"
+        return settings
 
     def group(self) -> str:
         """The cells that differ only by seed share a group."""
-        settings = self.model_dump(mode="json", exclude_defaults=True)
+        settings = self._canonical()
         settings.pop("seed", None)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def label(self) -> str:
         """A short human name: optimizer (with its model and any ``optimizer_args`` for DSPy cells) and budget;
         a progopt cell's formats when they are not the default ones."""
-        suffix = f"+final{self.final_top}" if self.final_top > 1 else ""
+        suffix = f"+final{self.final_top}" if (self.final_top or 0) > 1 else ""
+        suffix += "+auto" if self.open_space() else ""
         if self.formats != type(self).model_fields["formats"].default:
             suffix += f"({','.join(self.formats)})"
         if self.optimizer == "progopt" and self.budget_from:

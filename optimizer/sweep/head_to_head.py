@@ -11,6 +11,9 @@ the lead and its paired bootstrap CI (the second table of a sweep's report, and 
   mean over the seeds (:func:`seed_means`; the main table's CIs do the same). Pooling every (seed, example)
   pair as if independent counted each example once per seed and narrowed the CI (by up to √seeds); the
   seed-to-seed variation of the optimizers themselves is not in the CI either way.
+- **Corpus metrics** (micro F1): when both cells' test summaries keep their rows under a known aggregate
+  (:data:`optimizer.statistics.AGGREGATES`), the lead is the difference of the aggregates (mean over seeds),
+  and the bootstrap resamples examples for both at once (:func:`optimizer.statistics.mean_paired_difference`).
 - A progopt cell whose test scores do not align with its rival's (another length) is left out, never
   mis-paired.
 
@@ -26,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from optimizer.evaluate import bootstrap_ci
+from optimizer.statistics import AGGREGATES, bootstrap_ci, mean_paired_difference
 from optimizer.sweep.cell import CellOutcome
 
 BASELINE = "ZeroShot"  # a DSPy cell that compiles nothing: never "DSPy's best optimizer"
@@ -84,14 +87,32 @@ def leads(cells: list[CellOutcome]) -> list[Lead]:
     out = []
     for pairs in paired.values():
         pairs.sort(key=lambda pair: pair[0].settings.seed)
-        diffs = seed_means([np.subtract(mine.test_scores, theirs.test_scores) for mine, theirs in pairs])
+        lead, ci = _lead(pairs)
         first = pairs[0][0].settings
         out.append(Lead(program=first.program.name, setting=first.label(),
                         rivals=tuple((mine.settings.seed, theirs.label, float(theirs.test["score"]))
                                      for mine, theirs in pairs),
                         progopt=float(np.mean([mine.test["score"] for mine, _ in pairs])),
-                        lead=float(np.mean(diffs)), ci=bootstrap_ci(diffs)))
+                        lead=lead, ci=ci))
     return sorted(out, key=lambda lead: (lead.program, lead.setting))
+
+
+def corpus_rows(cell: CellOutcome) -> tuple[str, list[list[float]]] | None:
+    """The cell's test rows under a known corpus aggregate, else None (a mean metric, or an older cell)."""
+    test = cell.test or {}
+    name, rows = test.get("aggregate", "mean"), test.get("rows") or []
+    return (name, rows) if name != "mean" and name in AGGREGATES and len(rows) == len(cell.test_scores) else None
+
+
+def _lead(pairs: Sequence[tuple[CellOutcome, CellOutcome]]) -> tuple[float, tuple[float, float]]:
+    """The mean lead over the pairs and its CI: of the corpus aggregate when every cell has its rows, else of
+    per-example score differences (each example's mean over the seeds)."""
+    rows = [(corpus_rows(mine), corpus_rows(theirs)) for mine, theirs in pairs]
+    names = {r[0] for pair in rows for r in pair if r is not None}
+    if all(a is not None and b is not None for a, b in rows) and len(names) == 1:
+        return mean_paired_difference([(a[1], b[1]) for a, b in rows if a and b], AGGREGATES[names.pop()])
+    diffs = seed_means([np.subtract(mine.test_scores, theirs.test_scores) for mine, theirs in pairs])
+    return float(np.mean(diffs)), bootstrap_ci(diffs)
 
 
 def markdown(rows: list[Lead]) -> str:

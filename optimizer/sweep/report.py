@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from optimizer.evaluate import bootstrap_ci
+from optimizer.statistics import AGGREGATES, bootstrap_ci, mean_score_ci
 from optimizer.sweep import head_to_head
 from optimizer.sweep.cell import CellOutcome, read_outcome
 
@@ -35,6 +35,17 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def _ci(done: list[CellOutcome]) -> tuple[float, float]:
+    """The group's test CI over its seeds: of the corpus aggregate when every cell keeps its rows
+    (:func:`~optimizer.sweep.head_to_head.corpus_rows`), else of per-example scores (each example's mean)."""
+    rows = [head_to_head.corpus_rows(c) for c in done]
+    names = {r[0] for r in rows if r is not None}
+    if rows and all(r is not None for r in rows) and len(names) == 1:
+        return mean_score_ci([r[1] for r in rows if r], AGGREGATES[names.pop()])
+    scores = head_to_head.seed_means([c.test_scores for c in done if c.test_scores])
+    return bootstrap_ci(scores) if scores else (float("nan"), float("nan"))
+
+
 def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
     """One row per group (settings minus seed): means over seeds; the CI resamples test examples, each with its
     mean over the seeds (:func:`~optimizer.sweep.head_to_head.seed_means`: the seeds share their examples)."""
@@ -45,8 +56,7 @@ def group_rows(cells: list[CellOutcome]) -> list[dict[str, Any]]:
     for members in groups.values():
         done = [c for c in members if c.state == "done" and c.test]
         first = members[0].settings
-        scores = head_to_head.seed_means([c.test_scores for c in done if c.test_scores])
-        low, high = bootstrap_ci(scores) if scores else (float("nan"), float("nan"))
+        low, high = _ci(done)
         rows.append({
             "program": first.program.name, "optimizer": first.optimizer, "label": first.label(),
             "models": ",".join(m.split("/")[-1] for m in first.models),
