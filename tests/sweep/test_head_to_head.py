@@ -110,3 +110,21 @@ def test_without_a_dspy_rival_the_report_has_neither_table_nor_plot(tmp_path):
     paths = write_report(tmp_path)
     assert "DSPy's best" not in paths["md"].read_text() and not paths["leads"].exists()
     assert head_to_head.markdown([]) == ""
+
+
+def _corpus(cell: CellOutcome, rows: list[list[float]]) -> CellOutcome:
+    score = head_to_head.AGGREGATES["micro_f1"](np.asarray(rows))
+    return cell.model_copy(update={"test": {**cell.test, "score": score, "rows": rows, "aggregate": "micro_f1"}})
+
+
+def test_a_corpus_metric_leads_by_the_difference_of_micro_f1_not_of_per_sentence_scores():
+    # the rival extracts nothing: full per-sentence credit on the two empty sentences, micro F1 0
+    gold = [[0.0, 0.0, 2.0], [0.0, 0.0, 1.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]]
+    mine = [[2.0, 0.0, 0.0], [0.0, 1.0, 1.0], [0.0, 1.0, 0.0], [0.0, 0.0, 0.0]]
+    rival = _corpus(_cell("MIPROv2", [0.0, 0.0, 1.0, 1.0]), gold)
+    cell = _corpus(_progopt([1.0, 0.0, 0.0, 1.0]), mine)
+    [lead] = head_to_head.leads([rival, cell])
+    assert rival.test["score"] == 0.0 and lead.lead == pytest.approx(2 * 2 / (2 * 2 + 2 + 1))
+    assert lead.ci[0] <= lead.lead <= lead.ci[1]
+    [row] = [r for r in group_rows([cell]) if r["optimizer"] == "progopt"]
+    assert row["ci"][0] <= cell.test["score"] <= row["ci"][1]
