@@ -32,7 +32,7 @@ def test_a_clear_leader_ships_and_its_estimate_is_stated():
     other = _record("other", [1.0] * 50 + [0.0] * 50)
     choice = choose_paired([other, leader], mean_of_first)
     assert choice.chosen == "lead" and choice.tied == []
-    assert "chosen lead: 0.900 [0.800, 1.000] on 100 examples (validation), 100% valid" == choice.note
+    assert choice.note == "chosen lead: 0.900 [0.800, 1.000] on 100 examples (validation), 100% valid"
 
 
 def test_among_statistically_tied_variants_the_more_valid_ships_and_the_note_says_why():

@@ -55,7 +55,8 @@ def output_schema(signature: type[dspy.Signature], strategy: str) -> dict[str, A
 
 def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: ModelSpec) -> dict[str, Any]:
     """One step as artifact JSON (the ``steps.<name>`` object); ``retrieval`` (settings and the demo pool the
-    loader rebuilds its index from) only for a step with retrieved demos, so older artifacts stay valid."""
+    loader rebuilds its index from) only for a step with retrieved demos, and ``spans`` only for a step with
+    copied-span rules, so older artifacts stay valid."""
     retrieval = {"retrieval": config.retrieval.model_dump(mode="json")} if config.retrieval else {}
     return {
         "signature": {"instructions": config.instruction, "inputs": describe_fields(signature.input_fields),
@@ -68,6 +69,7 @@ def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: Mod
         "format": config.format,
         "output_schema": output_schema(signature, config.strategy),
         **retrieval,
+        **({"spans": [r.model_dump(mode="json") for r in config.spans]} if config.spans else {}),
     }
 
 
@@ -79,7 +81,7 @@ def step_config(step: dict[str, Any]) -> StepConfig:
                       model=step["model"]["name"], strategy=strategy["name"], samples=strategy["samples"],
                       temperature=strategy["temperature"], format=step["format"],
                       calibration=calibration.get("mode", "none"), prior=calibration.get("prior"),
-                      retrieval=step.get("retrieval"))
+                      retrieval=step.get("retrieval"), spans=step.get("spans") or [])
 
 
 def _names(names: Any) -> str:
@@ -153,6 +155,11 @@ def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str)
             _check_fields(path, ("steps", name, "signature", kind), getattr(signature, attr),
                           step["signature"][kind], kind)
         _check_retrieval(path, name, signature, step.get("retrieval"))
+        for i, rule in enumerate(step.get("spans") or []):
+            if rule["source"] not in signature.input_fields:
+                raise SignatureDriftError(path, json_path(("steps", name, "spans", i, "source")),
+                                          f"{rule['source']!r} is not an input field of step {name!r} (its "
+                                          f"inputs: {_names(signature.input_fields)})")
         if output_schema(signature, step["strategy"]["name"]) != step["output_schema"]:
             raise SignatureDriftError(path, json_path(("steps", name, "output_schema")),
                                       "the program's output schema differs (reordered output fields?)")

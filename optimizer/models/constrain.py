@@ -99,6 +99,16 @@ class ConstraintCompiler:
         self._probe: Any = None  # the one-character vocabulary, built on the first filtered compile
         self._indexes: dict[Constraint, tuple[Any, dict[int, int | None]]] = {}
         self._lock = threading.Lock()
+        self._spans: Any = None  # span decoding's view of the vocabulary (models.span_mask), built on first use
+
+    def span_vocabulary(self) -> Any:
+        """The vocabulary as :mod:`optimizer.models.span_mask` reads it (built once)."""
+        from optimizer.models.span_mask import Vocabulary
+
+        with self._lock:
+            if self._spans is None:
+                self._spans = Vocabulary(self._pieces)
+            return self._spans
 
     def index(self, constraint: Constraint) -> tuple[Any, dict[int, int | None], bool]:
         """The compiled ``Index`` of ``constraint``, its forced-token table (state -> the only allowed

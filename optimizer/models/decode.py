@@ -46,6 +46,10 @@ class GuidedMask:
         apply_token_bitmask_inplace(logits, self.mask)
         return logits
 
+    def advance(self, token: int) -> None:
+        """Follow one emitted token (forced or sampled)."""
+        self.guide.advance(token_id=token, return_tokens=False)
+
     def forced(self) -> int | None:
         """The only token the constraint allows next, if there is exactly one (cached per state)."""
         state = self.guide.get_state()
@@ -87,7 +91,7 @@ def complete(llm: Any, tokens: list[int], mask: GuidedMask, *, max_tokens: int |
         """Append a token; the finish reason if it ends the completion."""
         nonlocal text, multibyte
         out.append(token)
-        mask.guide.advance(token_id=token, return_tokens=False)
+        mask.advance(token)
         text = llm.detokenize(out, prev_tokens=tokens)
         for k, char in enumerate(text[-3:]):
             for num, pattern in ((2, 192), (3, 224), (4, 240)):

@@ -17,6 +17,8 @@ from optimizer.models import decode, local, scoring
 from optimizer.models.base import LOCAL, RAW_METADATA_KEY, REGEX_METADATA_KEY, Engine, Generation
 from optimizer.models.constrain import Constraint
 from optimizer.models.prompt import chat_messages, completion_prompt
+from optimizer.models.span_mask import SpanMask
+from optimizer.spans import SPAN_METADATA_KEY
 
 
 def _metadata(request: Request) -> dict[str, Any]:
@@ -81,7 +83,10 @@ class LlamaEngine(Engine):
         index, forced, _ = model.compiler.index(constraint)
         tokens, template_stop = self._prompt_tokens(model, request)
         stop = (kwargs.pop("stop") or []) + template_stop
-        out = decode.complete(llm, tokens, decode.GuidedMask(index, forced, llm.n_vocab()), stop=stop, **kwargs)
+        spans = _metadata(request).get(SPAN_METADATA_KEY)
+        mask = (SpanMask(index, forced, llm.n_vocab(), model.compiler.span_vocabulary(), spans) if spans else
+                decode.GuidedMask(index, forced, llm.n_vocab()))
+        out = decode.complete(llm, tokens, mask, stop=stop, **kwargs)
         return out.text, out.finish, out.prompt_tokens, out.completion_tokens
 
     def _score(self, model: local.LocalModel, request: Request) -> tuple[str, str, int, int]:

@@ -21,6 +21,7 @@ from optimizer.search.candidates import (
 from optimizer.search.retrieval import retrieval_candidates
 from optimizer.space.build import baseline_steps
 from optimizer.space.variant import Format, SearchSpace, StepSpace
+from optimizer.spans import step_spans
 
 BOOTSTRAP_EXAMPLES = 24
 
@@ -63,6 +64,7 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
         retrieved = retrieval_candidates(sig, label_fields[name], _plain([ex.toDict() for ex in trainset]),
                                          retrieval_sizes, seed)
         steps[name] = StepSpace(instructions=instructions, demo_sets={k: _plain(v) for k, v in demo_sets.items()},
-                                retrieved=retrieved, labels_only=label_set(sig) is not None)
+                                retrieved=retrieved, labels_only=label_set(sig) is not None,
+                                spans=step_spans(sig, trainset))
     return SearchSpace(steps=steps, models=list(models), strategies=list(strategies), formats=list(formats),
                        demo_draws=demo_draws, retrieval_sizes=list(retrieval_sizes))

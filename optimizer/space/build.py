@@ -19,9 +19,11 @@ from optimizer.accounting import in_step, raise_stopping
 from optimizer.adapters import make_adapter
 from optimizer.adapters.scoring import scorer_for
 from optimizer.evaluate import report_confidence
+from optimizer.models.base import capabilities_of
 from optimizer.space.calibration import choose
 from optimizer.space.retrieval import Retriever
 from optimizer.space.variant import StepConfig
+from optimizer.spans import SPAN_METADATA_KEY, span_metadata
 
 REASONING_FIELD = "reasoning"
 REASONING_DESC = "Think step by step, briefly, before giving the answer."
@@ -58,8 +60,20 @@ class ConfiguredPredict(dspy.Predict):
         labels, logprobs = scorer(lm, signature, demos, inputs)
         return labels, logprobs, inputs
 
+    def _with_spans(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's kwargs with the step's span rules and this input's text in its request metadata, on a
+        model that decodes under a regex (a local one); unchanged otherwise (:mod:`optimizer.spans`)."""
+        lm = kwargs.get("lm") or self.lm or dspy.settings.lm
+        if not self.step_config.spans or not capabilities_of(lm).regex:
+            return kwargs
+        config = dict(kwargs.get("config") or {})
+        config["metadata"] = {**(config.get("metadata") or {}),
+                              SPAN_METADATA_KEY: span_metadata(self.step_config.spans, kwargs)}
+        return {**kwargs, "config": config}
+
     def forward(self, **kwargs: Any) -> dspy.Prediction:
         cfg = self.step_config
+        kwargs = self._with_spans(kwargs)
         if self.retriever is not None and "demos" not in kwargs:
             kwargs["demos"] = [dspy.Example(**d) for d in self.retriever.demos(kwargs)]
         with in_step(self.step):

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from optimizer.space.retrieval import RetrievalConfig
+from optimizer.spans import SpanRule
 
 Format = Literal["json", "chat", "compact"]
 STRATEGIES = ("direct", "cot", "sc3", "sc5", "score", "score-cc", "score-bc")
@@ -42,6 +43,8 @@ class StepConfig(BaseModel):
     prior: dict[str, float] | None = Field(None, description="score: the estimated label prior, by label key; "
                                            "None until estimated (uncalibrated)")
     retrieval: RetrievalConfig | None = Field(None, description="per-input retrieved demos (then demos is empty)")
+    spans: list[SpanRule] = Field(default_factory=list, description="output strings decoded as copies of an "
+                                  "input (optimizer.spans), on local models")
 
 
 def strategy_settings(strategy: str) -> dict[str, Any]:
@@ -95,6 +98,8 @@ class StepSpace(BaseModel):
     labels_only: bool = Field(False, description="every output field is a label (Literal, Enum, bool): "
                               "the step can use the score strategies")
     retrieved: dict[str, RetrievalConfig] = Field(default_factory=dict, description="retrieved-demo candidates")
+    spans: list[SpanRule] = Field(default_factory=list, description="the step's copied-span rules (declared or "
+                                  "inferred); spaces stored before them have none")
 
 
 class SearchSpace(BaseModel):
@@ -130,5 +135,5 @@ class SearchSpace(BaseModel):
             s = self.steps[name]
             demos = {"retrieval": s.retrieved[c.demos]} if c.demos in s.retrieved else {"demos": s.demo_sets[c.demos]}
             out[name] = StepConfig(instruction=s.instructions[c.instruction], model=c.model, format=c.format,
-                                   **demos, **strategy_settings(c.strategy))
+                                   spans=s.spans, **demos, **strategy_settings(c.strategy))
         return out

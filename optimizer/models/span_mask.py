@@ -1,0 +1,120 @@
+"""Decoding copied spans (:mod:`optimizer.spans`): an input-dependent restriction layered on the output's
+compiled constraint, built per request in milliseconds (nothing is compiled).
+
+The output's own constraint (JSON Schema or regex, one compiled index per model file) still decides the
+structure. While the text generated so far is inside the JSON string value of a span key (``"text": "Jap``),
+:class:`SpanMask` also masks every token that would make the value anything but a substring of that input:
+a value starts where a word of the input starts, grows only into a substring, and may close (a token that
+starts with ``"``) only where a word ends and, unless it can no longer grow, when the output has no equal
+value under that key. So every span parses and is copied; a repeat happens only when the model insists on
+a value that ends the input, and a list of spans ends (lists are bounded, every span by the input). Values
+with quotes or backslashes are not copyable (the JSON escape would differ from the input).
+
+Lifecycle: one per constrained call; :meth:`advance` follows each emitted token. The candidate tokens of an
+input (vocabulary pieces that occur in it) are found once per input text and model, and cached.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from optimizer.models.decode import GuidedMask
+
+_QUOTE, _ESCAPE = '"', "\\"
+WORD = re.compile(r"\w")
+
+
+def _starts_word(text: str, i: int) -> bool:
+    return i == 0 or not (WORD.match(text[i - 1]) and WORD.match(text[i]))
+
+
+def _ends_word(text: str, j: int) -> bool:
+    return j == len(text) or not (WORD.match(text[j - 1]) and WORD.match(text[j]))
+
+
+def _occurs(value: str, source: str, closing: bool) -> bool:
+    """``value`` occurs in ``source`` starting at a word start (and, ``closing``, ending at a word end)."""
+    i = source.find(value)
+    while i != -1:
+        if _starts_word(source, i) and (not closing or _ends_word(source, i + len(value))):
+            return True
+        i = source.find(value, i + 1)
+    return False
+
+
+class Vocabulary:
+    """One model file's token pieces for span decoding: piece -> token ids, and the pieces holding a quote
+    (the ones that can close a value). Built once per model file."""
+
+    def __init__(self, pieces: dict[str, list[int]]):
+        self.pieces = pieces
+        self.piece_of = {i: p for p, ids in pieces.items() for i in ids}
+        self.closers = [(p, ids) for p, ids in pieces.items() if p.startswith(_QUOTE)]
+        self._candidates = lru_cache(maxsize=512)(self._find)
+
+    def _find(self, source: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        return tuple((p, tuple(ids)) for p, ids in self.pieces.items()
+                     if p and _QUOTE not in p and _ESCAPE not in p and p in source)
+
+    def candidates(self, source: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
+        """The pieces (with their ids) that occur in ``source`` and hold no quote or backslash."""
+        return self._candidates(source)
+
+
+class SpanMask(GuidedMask):
+    """:class:`GuidedMask` plus the span restriction for ``rules`` ({"key", "source"} dicts)."""
+
+    def __init__(self, index: Any, forced: dict[int, int | None], vocab_size: int, vocabulary: Vocabulary,
+                 rules: Sequence[dict[str, str]]):
+        super().__init__(index, forced, vocab_size)
+        self.vocabulary, self.text = vocabulary, ""
+        self.sources = {r["key"]: r["source"] for r in rules if r.get("source")}
+        keys = "|".join(re.escape(k) for k in self.sources)
+        self._open = re.compile(rf'"({keys})"\s*:\s*"([^"\\]*)$') if keys else None
+        self._closed = re.compile(rf'"({keys})"\s*:\s*"([^"\\]*)"') if keys else None
+
+    def advance(self, token: int) -> None:
+        super().advance(token)
+        self.text += self.vocabulary.piece_of.get(token, "")
+
+    def _inside(self) -> tuple[str, str] | None:
+        """(key, value so far) when the text ends inside a span key's string value."""
+        if self._open is None:
+            return None
+        match = self._open.search(self.text)
+        return (match.group(1), match.group(2)) if match else None
+
+    def allowed(self, key: str, value: str) -> list[int]:
+        """The token ids that keep ``value`` (under ``key``) a span, or close it (see the module doc). A value
+        equal to an earlier one closes only when it cannot grow (it ends the input): a repeat, never a
+        non-span."""
+        source = self.sources[key]
+        ids: list[int] = []
+        for piece, piece_ids in self.vocabulary.candidates(source):
+            if (value or not piece[0].isspace()) and _occurs(value + piece, source, closing=False):
+                ids.extend(piece_ids)
+        done = {m.group(2) for m in self._closed.finditer(self.text) if m.group(1) == key} if self._closed else set()
+        if value and (value not in done or not ids) and _occurs(value, source, closing=True):
+            for _, piece_ids in self.vocabulary.closers:
+                ids.extend(piece_ids)
+        return ids
+
+    def __call__(self, input_ids: Any, logits: Any) -> Any:
+        logits = super().__call__(input_ids, logits)
+        inside = self._inside()
+        if inside is None:
+            return logits
+        ids = np.asarray(self.allowed(*inside), dtype=np.int64)
+        if ids.size == 0 or not np.isfinite(logits[ids]).any():
+            # unreachable for the schemas progopt builds (a value can always grow one character along its
+            # input or close at its end, and a JSON string allows both); a foreign constraint decides alone
+            return logits
+        kept = logits[ids].copy()
+        logits[:] = -np.inf
+        logits[ids] = kept
+        return logits
