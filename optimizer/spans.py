@@ -80,16 +80,24 @@ def _is_string(schema: Any) -> bool:
 
 def output_schemas(signature: Any) -> dict[str, dict[str, Any]]:
     """Each output field's JSON Schema (pydantic's), by field name."""
+    from typing import Annotated
+
     from pydantic import TypeAdapter
 
-    return {name: TypeAdapter(field.annotation).json_schema() for name, field in signature.output_fields.items()}
+    def annotated(field: Any) -> Any:  # pydantic keeps a field's Annotated markers in its metadata
+        markers = [m for m in field.metadata if isinstance(m, SpanOf)]
+        return Annotated[(field.annotation, *markers)] if markers else field.annotation
+
+    return {name: TypeAdapter(annotated(f)).json_schema() for name, f in signature.output_fields.items()}
 
 
 def declared_spans(signature: Any) -> list[SpanRule]:
-    """The rules the signature's output types declare with :class:`SpanOf` (their sources must be inputs)."""
+    """The rules the signature's output types declare with :class:`SpanOf` (their sources must be inputs); a
+    top-level string field's key is its name (decoded as a span where its value is a JSON string: the json
+    format; the compact and chat formats write it as plain text, unrestricted)."""
     rules: dict[str, SpanRule] = {}
     for field, schema in output_schemas(signature).items():
-        for key, sub in _walk(schema, schema.get("$defs", {})):
+        for key, sub in [(field, schema), *_walk(schema, schema.get("$defs", {}))]:
             source = sub.get(SPAN_SCHEMA_KEY) if isinstance(sub, dict) else None
             if source is None:
                 continue

@@ -149,3 +149,11 @@ def test_the_artifact_keeps_span_rules_and_an_older_artifact_without_them_loads(
                                                                             "run": "os.system"}]))
     with pytest.raises(ArtifactFormatError, match="spans"):
         load_artifact(code)
+
+
+def test_a_top_level_string_field_may_be_declared_a_span():
+    class Answer(dspy.Signature):
+        context: str = dspy.InputField()
+        answer: Annotated[str, SpanOf("context")] = dspy.OutputField()
+
+    assert declared_spans(Answer) == [SpanRule(key="answer", source="context")]
