@@ -34,10 +34,14 @@ def test_same_seed_and_recording_give_the_same_result():
     assert first.chosen == second.chosen and first.front == second.front
 
 
-def test_search_ends_when_the_sampler_only_repeats_cached_variants(exhaustive):
-    # no trial or call limit: every variant is cached after the exhaustive run, so only convergence ends it
-    result = run(replay_pool(), "random", trials=None)
-    assert 18 <= len([t for t in result.trials if t.stage == "minibatch"]) < 200
+@pytest.mark.parametrize("sampler", ["tpe", "random"])
+def test_an_unlimited_search_exhausts_the_space_and_then_ends(exhaustive, sampler):
+    # no trial or call limit: the samplers repeat themselves long before 18 distinct variants, and each
+    # repeat is followed by an untried variant, so the search ends exactly when none is left
+    result = run(replay_pool(), sampler, trials=None)
+    minibatch = [t for t in result.trials if t.stage == "minibatch"]
+    assert len({t.variant_key for t in minibatch}) == 18 and len(minibatch) < 200
+    assert result.chosen == exhaustive.chosen
 
 
 def test_a_result_saves_itself_as_an_artifact_also_after_a_json_round_trip(exhaustive, tmp_path):
@@ -86,3 +90,14 @@ def test_the_report_lists_a_baseline_on_the_front_once(exhaustive):
     validation = markdown_report(result).split("## Test split")[0]
     rows = [line for line in validation.splitlines() if line.startswith(f"| {baseline.label} ")]
     assert len(rows) == 1
+
+
+def test_a_limited_search_spends_its_whole_budget_when_the_space_has_more():
+    import tempfile
+
+    from optimizer import runtime
+
+    runtime.configure(tempfile.mkdtemp())  # nothing cached: every call is paid
+    result = run(replay_pool(), "tpe", calls=100)
+    assert result.spent["calls"] == 100
+    assert len({t.variant_key for t in result.trials if t.stage == "minibatch"}) < 18
