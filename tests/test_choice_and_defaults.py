@@ -65,17 +65,19 @@ def test_ties_under_micro_f1_resample_the_corpus_rows():
     assert choice.leader == "a" and choice.tied == ["b"] and choice.chosen == "b"
 
 
-@pytest.mark.parametrize(("calls", "draws", "final_top"), [(150, 1, 0), (600, 4, 0), (1000, 4, 5), (5000, 8, 5),
-                                                          (None, 8, 5)])
-def test_open_settings_are_filled_for_the_budget(calls, draws, final_top):
-    space, search, reasons = scaled(SpaceSettings(), SearchSettings(), Budget(calls=calls))
+@pytest.mark.parametrize(("calls", "draws", "final_top", "validation"),
+                         [(150, 1, 0, 30), (600, 4, 0, 50), (1000, 4, 5, 83), (5000, 8, 5, 200), (None, 8, 5, 200)])
+def test_open_settings_are_filled_for_the_budget(calls, draws, final_top, validation):
+    space, search, reasons = scaled(SpaceSettings(), SearchSettings(), Budget(calls=calls), 200)
     assert space.strategies == DEFAULT_STRATEGIES and space.demo_draws == draws
-    assert search.final_top == final_top and search.final_share == 0.25 and len(reasons) == 3
+    assert search.final_top == final_top and search.final_share == 0.25 and search.validation == validation
+    assert len(reasons) == 3 + (validation < 200)
 
 
 def test_given_settings_are_kept_as_given():
     given = SpaceSettings(strategies=("direct",), demo_draws=2)
-    space, search, reasons = scaled(given, SearchSettings(final_top=0, final_share=0.1), Budget(calls=5000))
+    space, search, reasons = scaled(given, SearchSettings(final_top=0, final_share=0.1, validation=60),
+                                    Budget(calls=5000), 200)
     assert (space.strategies, space.demo_draws, search.final_top, search.final_share) == (("direct",), 2, 0, 0.1)
     assert reasons == []
 
@@ -86,7 +88,7 @@ def _space() -> SearchSpace:
 
 
 def test_the_space_note_states_size_budget_and_reasons():
-    _, _, reasons = scaled(SpaceSettings(), SearchSettings(), Budget(calls=600))
+    _, _, reasons = scaled(SpaceSettings(), SearchSettings(), Budget(calls=600), 60)
     note = space_note(_space(), Budget(calls=600), reasons)
     assert note.startswith("space: 16 variants for 600 calls; filled for the budget: label scoring")
     assert "4 label-balanced demo draws per size for 600 calls" in note and "no final re-scoring below 800" in note

@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     storage = _storage(url)
     search = SearchSettings(sampler=args.sampler, objectives=tuple(args.objectives), seed=args.seed,
                             minibatch=args.minibatch, num_threads=args.num_threads, final_top=args.final_top,
-                            final_share=args.final_share)
+                            final_share=args.final_share, validation=args.validation)
     space = SpaceSettings(formats=tuple(args.formats), strategies=args.strategies and tuple(args.strategies),
                           proposer=None if args.proposer == "none" else args.proposer,
                           teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
@@ -104,11 +104,13 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from optimizer.search.defaults import (
+        CALLS_PER_VALIDATION_EXAMPLE,
         DEFAULT_STRATEGIES,
         DRAWS_FROM,
         FINAL_FROM,
         FINAL_SHARE,
         FINAL_TOP,
+        MIN_VALIDATION,
         MORE_DRAWS_FROM,
     )
     from optimizer.search.settings import FORMATS, OBJECTIVE_NAMES, SAMPLERS, SearchSettings, SpaceSettings
@@ -147,6 +149,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--teacher", default=space.teacher, help="pool model bootstrapping demos ('none' to skip)")
     p.add_argument("--minibatch", type=positive_int, default=search.minibatch,
                    help="validation examples for screening")
+    p.add_argument("--validation", type=positive_int, default=None, metavar="N",
+                   help="validation examples scoring each promoted variant; the rest re-score the final selection "
+                   f"(default: one per {CALLS_PER_VALIDATION_EXAMPLE} calls, at least {MIN_VALIDATION})")
     p.add_argument("--final-top", type=count, default=None, metavar="K",
                    help="re-score the K best validated variants on held-out training examples and choose among "
                    f"them (default: {FINAL_TOP} from {FINAL_FROM} calls, else 0: choose by validation alone)")

@@ -46,7 +46,7 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
     ``storage`` (an Optuna storage URL, e.g. ``sqlite:///study.db`` or PostgreSQL) makes the compile
     resumable: run it again with the same storage and study name and it continues where it stopped.
     The test split, if given, is used only for the final report."""
-    space, search, reasons = scaled(space or SpaceSettings(), search or SearchSettings(), budget)
+    space, search, reasons = scaled(space or SpaceSettings(), search or SearchSettings(), budget, len(valset))
     caps = caps or Caps()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     pool = models if isinstance(models, ModelPool) else (

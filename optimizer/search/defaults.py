@@ -16,6 +16,11 @@ kept as given (flags narrow the space, never widen it). The rules, each from a c
   average over 20 paired cells, 11 wins, 3 losses, all where a quarter of a small budget was taken from a
   search still finding variants; so on from :data:`FINAL_FROM` calls (top :data:`FINAL_TOP`, with
   :data:`FINAL_SHARE` of the calls, as measured).
+- **validation fidelity**: one validation example per :data:`CALLS_PER_VALIDATION_EXAMPLE` calls (at least
+  :data:`MIN_VALIDATION`) scores each promoted variant, the rest of the split waits for the final selection:
+  with all 200 SST-2 validation examples at 1,000 calls the two baselines alone took 400 calls and the search
+  evaluated 6 variants (test 0.550, experiments/results/defaults-2026-12-07); the quickstart's 60 examples
+  at 600 calls scored 0.790-0.845;
 - retrieved demos stay off: within the CIs on SST-2 at 3-4x the seconds per example.
 """
 
@@ -27,6 +32,7 @@ from optimizer.space.variant import SearchSpace
 DEFAULT_STRATEGIES: tuple[str, ...] = ("direct", "score-bc")
 DRAWS_FROM, MORE_DRAWS_FROM = 300, 2000
 FINAL_FROM, FINAL_TOP, FINAL_SHARE = 800, 5, 0.25  # as measured in the head-to-head
+CALLS_PER_VALIDATION_EXAMPLE, MIN_VALIDATION = 12, 30
 
 
 def _draws(calls: int | None) -> int:
@@ -35,10 +41,16 @@ def _draws(calls: int | None) -> int:
     return 4 if calls is not None and calls < MORE_DRAWS_FROM else 8
 
 
-def scaled(space: SpaceSettings, search: SearchSettings, budget: Budget
+def validation_size(calls: int | None, available: int) -> int:
+    """Validation examples per promoted variant: one per :data:`CALLS_PER_VALIDATION_EXAMPLE` calls, at least
+    :data:`MIN_VALIDATION`, at most the split."""
+    return available if calls is None else min(available, max(MIN_VALIDATION, calls // CALLS_PER_VALIDATION_EXAMPLE))
+
+
+def scaled(space: SpaceSettings, search: SearchSettings, budget: Budget, validation: int
            ) -> tuple[SpaceSettings, SearchSettings, list[str]]:
-    """``space`` and ``search`` with every open setting filled for ``budget``, and one reason per filled
-    setting (empty when the user gave them all)."""
+    """``space`` and ``search`` with every open setting filled for ``budget`` and a validation split of
+    ``validation`` examples, and one reason per filled setting (empty when the user gave them all)."""
     calls = budget.calls
     for_calls = "no call limit" if calls is None else f"{calls} calls"
     fills: dict[str, object] = {}
@@ -50,6 +62,11 @@ def scaled(space: SpaceSettings, search: SearchSettings, budget: Budget
         fills["demo_draws"] = _draws(calls)
         reasons.append(f"{fills['demo_draws']} label-balanced demo draws per size for {for_calls}")
     final: dict[str, object] = {"final_share": FINAL_SHARE} if search.final_share is None else {}
+    if search.validation is None:
+        final["validation"] = validation_size(calls, validation)
+        if final["validation"] < validation:
+            reasons.append(f"{final['validation']} of the {validation} validation examples score each promoted "
+                           "variant (the rest are held out for the final selection)")
     if search.final_top is None:
         final["final_top"] = FINAL_TOP if calls is None or calls >= FINAL_FROM else 0
         share = search.final_share or FINAL_SHARE

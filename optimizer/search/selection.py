@@ -1,5 +1,6 @@
-"""The final selection of a compile: the search's best validated variants re-scored on the validation split
-plus training examples that none of them shows as a demo, and the choice among them.
+"""The final selection of a compile: the search's best validated variants re-scored on the validation
+examples they were scored on, plus the validation examples the search did not use and training examples that
+none of them shows as a demo, and the choice among them (:mod:`optimizer.search.choice`).
 
 Why: the search keeps the best of many noisy validation scores, so the variant it keeps is overestimated
 (the winner's curse): on the head-to-head sweep the chosen variant's validation score exceeded its test score
@@ -9,10 +10,12 @@ the budget, taken from the search.
 
 Lifecycle: with ``SearchSettings.final_top`` K > 1, the session searches under the budget less
 ``final_share``; then :func:`select_final` takes the K feasible variants with the best full-validation scores,
-holds out the training examples none of them shows as a fixed demo (the same examples for all K; a step with
-retrieved demos never retrieves the scored example itself), as many as the rest of the call budget pays for
-(at least :data:`MIN_HOLDOUT`, else the stage is skipped), and evaluates each variant on validation plus that
-holdout (the validation part comes from the response cache). Each ``final`` record is stored in the study as
+holds out the validation examples beyond ``SearchSettings.validation`` and then the training examples none of
+them shows as a fixed demo (the same examples for all K; a step with retrieved demos never retrieves the
+scored example itself), as many as the rest of the call budget pays for (at least :data:`MIN_HOLDOUT`, else
+the stage is skipped), and evaluates each variant on the validation examples it was scored on plus that
+holdout (the validation part comes from the response cache), so the K are compared paired on the same,
+larger sample. Each ``final`` record is stored in the study as
 soon as it is measured, so a resumed compile redoes none; budget exhaustion midway keeps the finished ones.
 The compile then chooses among the ``final`` records when at least two exist, else by validation alone.
 """
@@ -71,7 +74,7 @@ def select_final(session: Session, space: SearchSpace) -> dict[str, TrialRecord]
     if len(top) < 2:
         return done
     fields = sorted({f for _, p in session.program.named_predictors() for f in p.signature.input_fields})
-    held = holdout(session.trainset, top, fields)
+    held = [*session.unseen_val, *holdout(session.trainset, top, fields)]
     todo = [r for r in top if r.variant_key not in done]
     remaining = None if session.budget.calls is None else session.budget.calls - session.spent().calls
     # a resumed run sizes the holdout as the first did: what the finished records used counts as available
@@ -80,7 +83,10 @@ def select_final(session: Session, space: SearchSpace) -> dict[str, TrialRecord]
         size = affordable(todo, remaining, len(held))
     if size < MIN_HOLDOUT:
         return done
-    chosen = sorted(random.Random(session.seed).sample(range(len(held)), min(size, len(held))))
+    # the unused validation examples first (the split meant for measuring), then a seeded sample of the rest
+    take, unseen = min(size, len(held)), len(session.unseen_val)
+    first = min(take, unseen)
+    chosen = [*range(first), *sorted(random.Random(session.seed).sample(range(unseen, len(held)), take - first))]
     data = [*session.valset, *(held[i] for i in chosen)]
     try:
         for record in todo:

@@ -67,7 +67,11 @@ class Session:
     def __init__(self, program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: Sequence[dspy.Example],
                  metric: Callable, pool: ModelPool, study: optuna.Study, budget: Budget, search: SearchSettings,
                  caps: Caps, observer: CompileObserver | None):
-        self.program, self.trainset, self.valset, self.metric, self.pool = program, trainset, valset, metric, pool
+        self.program, self.trainset, self.metric, self.pool = program, trainset, metric, pool
+        # the fidelities: a minibatch screens, the validation subset scores promoted variants ("full"), and the
+        # rest of the validation split is held out for the final selection (optimizer.search.selection)
+        size = len(valset) if search.validation is None else min(search.validation, len(valset))
+        self.valset, self.unseen_val = list(valset[:size]), list(valset[size:])
         self.objectives, self.seed, self.study = list(search.objectives), search.seed, study
         # the search spends the budget less the final selection's share; select_final() restores the whole budget
         self.whole_budget, self.final_top = budget, search.final_top or 0

@@ -38,9 +38,10 @@ class Budget(BaseModel):
 
 class SearchSettings(BaseModel):
     """How the study searches: the sampler (``sampler``: which variant to try next), the objectives (quality
-    first), the seed, the minibatch screening and successive-halving promotion, the final selection
-    (``final_top`` best validated variants re-scored on held-out training examples with ``final_share`` of the
-    budget, :mod:`optimizer.search.selection`; 0 or 1 = none, the choice is by validation alone), and
+    first), the seed, the fidelities (a ``minibatch`` screens each trial; the first ``validation`` examples
+    score the promoted ones), successive-halving promotion, the final selection (``final_top`` best validated
+    variants re-scored on the unused validation examples and held-out training examples with ``final_share``
+    of the budget, :mod:`optimizer.search.selection`; 0 or 1 = none, the choice is by validation alone), and
     concurrent examples on API models. ``None`` leaves a setting to the budget
     (:func:`optimizer.search.defaults.scaled`)."""
 
@@ -50,6 +51,8 @@ class SearchSettings(BaseModel):
     objectives: tuple[Objective, ...] = ("quality", "cost")
     seed: int = 0
     minibatch: int = Field(16, gt=0)
+    validation: int | None = Field(None, gt=0, description="validation examples scoring each promoted variant; "
+                                   "the rest re-score the final selection's candidates (None: by budget)")
     promote_fraction: float = Field(1 / 3, gt=0, le=1)
     final_top: int | None = Field(None, ge=0, le=20)
     final_share: float | None = Field(None, gt=0, lt=1)

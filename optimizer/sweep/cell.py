@@ -252,7 +252,9 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
                          budget=Budget(calls=budget, seconds=settings.budget_seconds),
                          search=SearchSettings(sampler=settings.search, seed=settings.seed,
                                                minibatch=settings.minibatch, final_top=settings.final_top,
-                                               final_share=settings.final_share),
+                                               final_share=settings.final_share,
+                                               validation=settings.validation or (
+                                                   None if settings.open_space() else len(val))),
                          space=SpaceSettings(formats=settings.formats, strategies=settings.strategies,
                                              demo_draws=settings.demo_draws, retrieval_sizes=settings.retrieval_sizes),
                          storage=storage or f"sqlite:///{folder / 'study.db'}",

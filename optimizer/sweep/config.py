@@ -107,6 +107,8 @@ class CellSettings(BaseModel):
                                   "re-scored on held-out training examples before the choice (None: by budget)")
     final_share: float | None = Field(None, gt=0, lt=1, description="progopt cells: the budget share of that "
                                       "re-scoring (None: the default)")
+    validation: int | None = Field(None, gt=0, description="progopt cells: validation examples per promoted "
+                                   "variant (None: by budget for a cell that leaves its space open, else all)")
     seed: int = Field(0, ge=0)
     train_limit: int | None = Field(None, gt=0)
     val_limit: int | None = Field(60, gt=0)
