@@ -25,23 +25,26 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
 SPAN_SCHEMA_KEY = "x-progopt-span-of"  # in a declared field's JSON Schema: the input field it copies from
-SPAN_METADATA_KEY = "progopt_spans"  # in a request's metadata: [{"key": ..., "source": <the input's text>}]
+SPAN_WORDS_KEY = "x-progopt-span-max-words"
+DEFAULT_MAX_WORDS = 8  # a declared span's length when neither it nor the training data says (lists must close)
+SPAN_METADATA_KEY = "progopt_spans"  # in a request's metadata: [{"key", "source" (the input's text), "max_words"}]
 MIN_INFERRED_VALUES = 5  # fewer training values than this never make a span rule
 
 
 class SpanOf:
     """``Annotated[str, SpanOf("field")]``: the value is copied from the step's input field ``field``."""
 
-    def __init__(self, source: str):
-        self.source = source
+    def __init__(self, source: str, max_words: int | None = None):
+        self.source, self.max_words = source, max_words
 
     def __get_pydantic_json_schema__(self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
                                      ) -> JsonSchemaValue:
         schema = handler(core_schema)
-        return {**schema, SPAN_SCHEMA_KEY: self.source}
+        words = {SPAN_WORDS_KEY: self.max_words} if self.max_words else {}
+        return {**schema, SPAN_SCHEMA_KEY: self.source, **words}
 
     def __repr__(self) -> str:
-        return f"SpanOf({self.source!r})"
+        return f"SpanOf({self.source!r}, max_words={self.max_words})"
 
 
 class SpanRule(BaseModel):
@@ -51,6 +54,8 @@ class SpanRule(BaseModel):
 
     key: str = Field(min_length=1, max_length=256)
     source: str = Field(min_length=1, max_length=256)
+    max_words: int = Field(DEFAULT_MAX_WORDS, ge=1, le=256, description="longest value, in words: a list of "
+                           "spans must close within the model's token limit")
     inferred: bool = Field(False, description="found in the training data rather than declared")
 
 
@@ -104,7 +109,7 @@ def declared_spans(signature: Any) -> list[SpanRule]:
             if source not in signature.input_fields:
                 raise ValueError(f"output field {field!r}: {key!r} is declared a span of {source!r}, which is not "
                                  f"an input field (inputs: {', '.join(signature.input_fields)})")
-            rules[key] = SpanRule(key=key, source=source)
+            rules[key] = SpanRule(key=key, source=source, max_words=sub.get(SPAN_WORDS_KEY) or DEFAULT_MAX_WORDS)
     return list(rules.values())
 
 
@@ -131,17 +136,20 @@ def inferred_spans(signature: Any, examples: Sequence[Any]) -> list[SpanRule]:
     rules = []
     for key in sorted(candidates):
         for source in signature.input_fields:
-            count, ok = 0, True
-            for ex in examples:
-                text = str(ex.get(source) or "")
-                for field in signature.output_fields:
-                    for value in _values(ex.get(field), key):
-                        count += 1
-                        ok = ok and isinstance(value, str) and bool(value) and value in text
-            if ok and count >= MIN_INFERRED_VALUES:
-                rules.append(SpanRule(key=key, source=source, inferred=True))
+            words = [_copied_words(ex, source, key, signature.output_fields) for ex in examples]
+            flat = [w for ws in words for w in ws]
+            if flat and None not in flat and len(flat) >= MIN_INFERRED_VALUES:
+                # the longest value seen, with one word to spare
+                rules.append(SpanRule(key=key, source=source, max_words=max(flat) + 1, inferred=True))  # type: ignore[arg-type]
                 break
     return rules
+
+
+def _copied_words(example: Any, source: str, key: str, outputs: Iterable[str]) -> list[int | None]:
+    """The word count of each value under ``key`` in the example's outputs; None for one not copied."""
+    text = str(example.get(source) or "")
+    return [len(v.split()) if isinstance(v, str) and v and v in text else None
+            for field in outputs for v in _values(example.get(field), key)]
 
 
 def step_spans(signature: Any, examples: Sequence[Any]) -> list[SpanRule]:
@@ -151,6 +159,6 @@ def step_spans(signature: Any, examples: Sequence[Any]) -> list[SpanRule]:
     return declared + [r for r in inferred_spans(signature, examples) if r.key not in keys]
 
 
-def span_metadata(rules: Sequence[SpanRule], inputs: Mapping[str, Any]) -> list[dict[str, str]]:
-    """What a request carries for the decoder: each rule's key and its input's text."""
-    return [{"key": r.key, "source": str(inputs.get(r.source) or "")} for r in rules]
+def span_metadata(rules: Sequence[SpanRule], inputs: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What a request carries for the decoder: each rule's key, its input's text and its longest value."""
+    return [{"key": r.key, "source": str(inputs.get(r.source) or ""), "max_words": r.max_words} for r in rules]

@@ -50,7 +50,7 @@ TRAIN = _examples([("Ann met Bob in Rome .", ["Ann", "Bob"]), ("Sony sued Apple 
 
 
 def test_a_declared_span_is_read_from_the_annotation():
-    assert declared_spans(Declared) == [SpanRule(key="text", source="sentence")]
+    assert declared_spans(Declared) == [SpanRule(key="text", source="sentence", max_words=8)]
     assert step_spans(Declared, TRAIN) == [SpanRule(key="text", source="sentence")]
 
 
@@ -64,12 +64,13 @@ def test_a_span_of_a_field_that_is_not_an_input_is_refused():
 
 
 def test_a_span_is_inferred_only_when_every_training_value_is_copied():
-    assert inferred_spans(Undeclared, TRAIN) == [SpanRule(key="text", source="sentence", inferred=True)]
+    assert inferred_spans(Undeclared, TRAIN) == [SpanRule(key="text", source="sentence", max_words=2,
+                                                          inferred=True)]  # one word seen, one to spare
     invented = [*TRAIN, *_examples([("Ann left .", ["Annie"])])]
     assert inferred_spans(Undeclared, invented) == []
     assert inferred_spans(Undeclared, TRAIN[:2]) == []  # 4 values: too few to infer from
     assert span_metadata(step_spans(Undeclared, TRAIN), {"sentence": "Ann left ."}) == [
-        {"key": "text", "source": "Ann left ."}]
+        {"key": "text", "source": "Ann left .", "max_words": 2}]
 
 
 PIECES = ["A", "n", "Ann", " met", " Bob", "Bo", "b", " ", "Rome", " Rome", "in", " in", "x", "Annie", '"', '",',
@@ -81,7 +82,7 @@ class _Mask(SpanMask):
 
     def __init__(self, source: str):  # noqa: D107 - a test double
         self.vocabulary, self.text = Vocabulary({p: [i] for i, p in enumerate(PIECES)}), ""
-        self.sources = {"text": source}
+        self.sources, self.max_words = {"text": source}, {"text": 2}
         import re
 
         self._open = re.compile(r'"(text)"\s*:\s*"([^"\\]*)$')
@@ -98,6 +99,7 @@ def test_a_value_starts_at_a_word_grows_inside_the_input_and_closes_at_a_word_en
     assert _pieces(mask, "An") == {"n"}  # "An" is not a word: it cannot close
     assert _pieces(mask, "Ann") == {" met", " ", '"', '",', '"}'}  # a word: may close or grow
     assert "x" not in _pieces(mask, "Ann") and "Annie" not in _pieces(mask, "")
+    assert _pieces(mask, "Ann met") == {'"', '",', '"}'}  # two words: the rule's longest value
 
 
 def test_an_earlier_value_is_not_repeated_unless_it_ends_the_input():
@@ -138,7 +140,8 @@ def test_the_artifact_keeps_span_rules_and_an_older_artifact_without_them_loads(
     path = save_artifact(tmp_path / "a.json", program_ref="programs/entities.py:EntityExtractor",
                          program=EntityExtractor(), steps={"extract": config}, models={GEMMA3.name: GEMMA3},
                          metrics={"validation": SUMMARY}, provenance={})
-    assert read_artifact(path)["steps"]["extract"]["spans"] == [{"key": "text", "source": "text", "inferred": True}]
+    assert read_artifact(path)["steps"]["extract"]["spans"] == [{"key": "text", "source": "text", "max_words": 8,
+                                                                  "inferred": True}]
     assert load_artifact(path).extract.step_config == config
     older = rewrite(path, lambda doc: doc["steps"]["extract"].pop("spans"))
     assert load_artifact(older).extract.step_config.spans == []

@@ -4,7 +4,8 @@ compiled constraint, built per request in milliseconds (nothing is compiled).
 The output's own constraint (JSON Schema or regex, one compiled index per model file) still decides the
 structure. While the text generated so far is inside the JSON string value of a span key (``"text": "Jap``),
 :class:`SpanMask` also masks every token that would make the value anything but a substring of that input:
-a value starts where a word of the input starts, grows only into a substring, and may close (a token that
+a value starts where a word of the input starts, grows only into a substring of at most the rule's
+``max_words`` words, and may close (a token that
 starts with ``"``) only where a word ends and, unless it can no longer grow, when the output has no equal
 value under that key. So every span parses and is copied; a repeat happens only when the model insists on
 a value that ends the input, and a list of spans ends (lists are bounded, every span by the input). Values
@@ -74,6 +75,7 @@ class SpanMask(GuidedMask):
         super().__init__(index, forced, vocab_size)
         self.vocabulary, self.text = vocabulary, ""
         self.sources = {r["key"]: r["source"] for r in rules if r.get("source")}
+        self.max_words = {r["key"]: int(r.get("max_words") or 10**6) for r in rules}
         keys = "|".join(re.escape(k) for k in self.sources)
         self._open = re.compile(rf'"({keys})"\s*:\s*"([^"\\]*)$') if keys else None
         self._closed = re.compile(rf'"({keys})"\s*:\s*"([^"\\]*)"') if keys else None
@@ -93,13 +95,16 @@ class SpanMask(GuidedMask):
         """The token ids that keep ``value`` (under ``key``) a span, or close it (see the module doc). A value
         equal to an earlier one closes only when it cannot grow (it ends the input): a repeat, never a
         non-span."""
-        source = self.sources[key]
+        source, most = self.sources[key], self.max_words.get(key, 10**6)
         ids: list[int] = []
         for piece, piece_ids in self.vocabulary.candidates(source):
-            if (value or not piece[0].isspace()) and _occurs(value + piece, source, closing=False):
+            grown = value + piece
+            words = len(grown.split()) + grown[-1].isspace()  # a trailing space starts the next word
+            if (value or not piece[0].isspace()) and words <= most and _occurs(grown, source, closing=False):
                 ids.extend(piece_ids)
         done = {m.group(2) for m in self._closed.finditer(self.text) if m.group(1) == key} if self._closed else set()
-        if value and (value not in done or not ids) and _occurs(value, source, closing=True):
+        if (value and value == value.strip() and (value not in done or not ids)
+                and _occurs(value, source, closing=True)):
             for _, piece_ids in self.vocabulary.closers:
                 ids.extend(piece_ids)
         return ids
