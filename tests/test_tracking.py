@@ -102,6 +102,8 @@ def check_runs(client: MlflowClient, tracker: Recording, result: CompileResult) 
     assert parent.data.params["seed"] == "0" and parent.data.params["budget.calls"] == "80"
     assert {k: parent.data.params[f"dataset.{k}"] for k in result.datasets} == result.datasets
     assert parent.data.metrics["spent_calls"] == result.spent["calls"]  # 0 when all calls were cache hits
+    assert parent.data.tags["progopt.choice"] == result.choice_note and result.choice_note.startswith("chosen ")
+    assert parent.data.tags["progopt.space"] == result.space_note
     assert any(k.startswith("baseline.local/smollm2-135m.quality_") for k in parent.data.metrics)
     artifacts = PARENT_ARTIFACTS | ({"compiled.json"} if tracker.log_model else set())
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= artifacts

@@ -37,6 +37,7 @@ DEFAULT_EXPERIMENT = "progopt"
 KIND, STUDY, STAGE, VARIANT = "progopt.kind", "progopt.study_name", "progopt.stage", "progopt.variant_key"
 ON_FRONT, CHOSEN, ERROR, MODEL = "progopt.on_front", "progopt.chosen", "progopt.error", "progopt.model"
 CHOSEN_VARIANT = "progopt.chosen_variant"
+CHOICE_NOTE, SPACE_NOTE = "progopt.choice", "progopt.space"  # the compile's estimate and ties; its space and why
 PARENT = "mlflow.parentRunId"
 MAX_TAG_LENGTH = 5000
 
@@ -125,11 +126,14 @@ class MlflowTracker:
         self.client.set_terminated(child_id, "FINISHED")
 
     def finish(self, result: CompileResult) -> None:
-        """Baselines, front and spending on the parent; front and chosen children tagged; the model; FINISHED."""
+        """Baselines, front and spending on the parent, with the choice and space notes as tags; front and chosen
+        children tagged; the model; FINISHED."""
         run_id = self._require_run()
         now = int(time.time() * 1000)
         self.client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in report.parent_metrics(result).items()],
-                              tags=[RunTag(CHOSEN_VARIANT, result.chosen)])
+                              tags=[RunTag(CHOSEN_VARIANT, result.chosen),
+                                    *(RunTag(key, self._text(text)[:MAX_TAG_LENGTH]) for key, text in
+                                      ((CHOICE_NOTE, result.choice_note), (SPACE_NOTE, result.space_note)) if text)])
         rows = report.front_rows(result)
         self._log_json(run_id, rows, "front.json")
         self._log_text(run_id, report.csv_text(rows), "front.csv")
