@@ -41,13 +41,17 @@ def test_among_statistically_tied_variants_the_more_valid_ships_and_the_note_say
     valid = _record("valid", base, validity=1.0)
     choice = choose_paired([leader, valid], mean_of_first)
     assert choice.leader == "lead" and choice.tied == ["valid"] and choice.chosen == "valid"
-    assert "statistically tied with 1 other variant" in choice.note and "for its validity" in choice.note
+    assert "statistically tied with 1 other variant" in choice.note and "as the more valid" in choice.note
 
 
-def test_equal_validity_keeps_the_leader_even_when_tied():
+def test_equal_validity_ships_the_cheaper_of_tied_variants_and_an_untied_cheaper_one_never():
     base = [1.0] * 60 + [0.0] * 40
     choice = choose_paired([_record("b", base, cost=1e-7), _record("a", [*base[:-1], 1.0])], mean_of_first)
-    assert choice.chosen == "a" and choice.tied == ["b"] and "the leader ships" in choice.note
+    assert choice.chosen == "b" and choice.tied == ["b"] and "as the cheaper" in choice.note
+    worse = _record("worse", [1.0] * 30 + [0.0] * 70, cost=1e-9)
+    assert choose_paired([worse, _record("a", base)], mean_of_first).chosen == "a"
+    same = choose_paired([_record("b", base), _record("a", [*base[:-1], 1.0])], mean_of_first)
+    assert same.chosen == "a" and "the leader ships" in same.note
 
 
 def test_records_on_different_examples_are_never_called_tied():

@@ -6,8 +6,10 @@ else full validation), all scored on the same examples, so two of them compare *
 cheaper, then by key). A candidate whose paired 95% CI of the difference to the leader includes 0 is
 statistically tied with it; among the leader and its ties the most valid ships (an output that does not
 parse is a failure the score only partly shows: on CoNLL-2003 a variant 88% valid on validation led 96-100%
-valid ones by under a point and failed 12.5% of test sentences), and equal validity keeps the leader. The
-note states the chosen score, its CI, the stage and the ties, so a report never presents a coin flip as a win.
+valid ones by under a point and failed 12.5% of test sentences), then the cheapest (cost is an objective;
+a difference inside the CI is not: on SST-2 seed 0 at 1,000 calls the leader scored 0.810 on test and the
+cheaper tied label-scoring variant 0.873, experiments/results/defaults-2026-12-07). The note states the
+chosen score, its CI, the stage and the ties, so a report never presents a coin flip as a win.
 """
 
 from __future__ import annotations
@@ -51,14 +53,16 @@ def choose_paired(records: Sequence[TrialRecord], aggregate: Aggregate, *, max_c
             _, (low, high) = paired_difference(leader.summary.paired_rows(), other.summary.paired_rows(), aggregate)
             if low <= 0 <= high:
                 tied.append(other)
-    chosen = max([leader, *tied], key=lambda r: (r.summary.validity_rate, r is leader))
+    chosen = min([leader, *tied], key=lambda r: (-r.summary.validity_rate, r.summary.cost_per_example,
+                                                 -r.summary.score, r.variant_key))
     note = _estimate(chosen)
     if tied:
         note += (f"; statistically tied with {len(tied)} other variant{'s' if len(tied) > 1 else ''} (the paired "
                  f"95% CI of the difference to the leader includes 0: {', '.join(r.variant_key for r in tied)})")
         note += (f"; shipped over the leader {leader.variant_key} ({leader.summary.score:.3f}, "
-                 f"{leader.summary.validity_rate:.0%} valid) for its validity" if chosen is not leader else
-                 "; the leader ships (no tied variant is more valid)")
+                 f"{leader.summary.validity_rate:.0%} valid, US${leader.summary.cost_per_example:.2e}/example) "
+                 f"as the {'more valid' if chosen.summary.validity_rate > leader.summary.validity_rate else 'cheaper'}"
+                 if chosen is not leader else "; the leader ships (no tied variant is more valid or cheaper)")
     return Choice(chosen=chosen.variant_key, leader=leader.variant_key, tied=[r.variant_key for r in tied],
                   note=note)
 
