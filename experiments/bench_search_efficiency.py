@@ -118,8 +118,9 @@ def progopt_run(strategy: str, seed: int, table: dict[str, dict[str, Any]]) -> l
     result = compile(program, trainset=train, valset=val, metric=metric, models=pool,
                      budget=Budget(calls=len(table) * VAL),
                      search=SearchSettings(sampler=strategy, objectives=("quality",), minibatch=MINIBATCH,
-                                           promote_fraction=1 / 3, seed=seed),
-                     space=SpaceSettings(formats=FORMATS, proposer=None, teacher=None), show_progress=False)
+                                           promote_fraction=1 / 3, seed=seed, final_top=0, validation=VAL),
+                     space=SpaceSettings(formats=FORMATS, proposer=None, teacher=None, strategies=("direct",),
+                                         demo_draws=1), show_progress=False)
     pairs: set[tuple[str, int]] = set()
     best, points = 0.0, []
     chronological = sorted(result.trials, key=lambda r: (r.number, r.stage == "full"))  # a full after its trial

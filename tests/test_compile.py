@@ -3,7 +3,7 @@
 import pytest
 
 from optimizer.accounting import EngineMeter, metered
-from optimizer.search.compile import Budget, SearchSettings, compile
+from optimizer.search.compile import Budget, SearchSettings, SpaceSettings, compile
 from programs.sentiment import TASK, Sentiment, metric
 
 pytestmark = pytest.mark.slow  # runs the local models
@@ -15,7 +15,8 @@ def result_and_calls():
     with metered(EngineMeter()) as meter:
         result = compile(program, trainset=TASK.load("train", limit=30), valset=TASK.load("val", limit=10),
                          testset=TASK.load("test", limit=10), metric=metric, budget=Budget(calls=60),
-                         search=SearchSettings(minibatch=5, seed=3), show_progress=False)
+                         search=SearchSettings(minibatch=5, seed=3, final_top=0),
+                         space=SpaceSettings(strategies=("direct",), demo_draws=1), show_progress=False)
     return program, result, meter.calls
 
 

@@ -55,8 +55,9 @@ def _compile(final_top: int, storage: str | None = None, calls: int = 400):
     return compile(Sentiment(), trainset=TRAIN, valset=VAL, metric=metric, models=pool, budget=Budget(calls=calls),
                    search=SearchSettings(sampler="exhaustive", objectives=("quality",), minibatch=12, seed=0,
                                          promote_fraction=1.0, final_top=final_top, final_share=0.5),
-                   space=SpaceSettings(proposer=None, teacher=None, formats=("json",)), storage=storage,
-                   show_progress=False)
+                   space=SpaceSettings(proposer=None, teacher=None, formats=("json",), strategies=("direct",),
+                                       demo_draws=1),
+                   storage=storage, show_progress=False)
 
 
 def _model(result) -> str:

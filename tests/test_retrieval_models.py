@@ -27,7 +27,8 @@ def test_a_compiled_retrieval_variant_runs_identically_from_its_artifact(tmp_pat
                      budget=Budget(calls=60),
                      search=SearchSettings(sampler="exhaustive", objectives=("quality",), minibatch=3,
                                            promote_fraction=0.1),
-                     space=SpaceSettings(proposer=None, teacher=None, formats=("compact",), retrieval_sizes=(2,)),
+                     space=SpaceSettings(proposer=None, teacher=None, formats=("compact",), retrieval_sizes=(2,),
+                                         strategies=("direct",), demo_draws=1),
                      show_progress=False)
     knn = next(t for t in result.trials if t.variant.steps["classify"].demos == "knn2")
     config = knn.steps["classify"]

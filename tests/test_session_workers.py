@@ -60,9 +60,9 @@ def _compile(storage: str, metric_fn=metric, **kw) -> object:
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
                    metric=metric_fn, models=replay_pool(), budget=Budget(**{"trials": 4, **kw.pop("budget", {})}),
                    search=SearchSettings(sampler="random", objectives=("quality",), minibatch=12,
-                                         promote_fraction=1.0, seed=0),
+                                         promote_fraction=1.0, seed=0, final_top=0),
                    space=SpaceSettings(formats=kw.pop("formats", ("json",)), demo_draws=kw.pop("demo_draws", 1),
-                                       proposer=None, teacher=None),
+                                       proposer=None, teacher=None, strategies=("direct",)),
                    storage=storage, study_name="s", show_progress=False, **kw)
 
 

@@ -53,8 +53,8 @@ class Recording(MlflowTracker):
 def tiny_compile(tracker: MlflowTracker, storage: str | None = None) -> CompileResult:
     # trials bounds the search when its LM calls are response-cache hits (they do not count as calls)
     return compile(Sentiment(), trainset=TASK.load("train", limit=20), valset=TASK.load("val", limit=12),
-                   testset=TASK.load("test", limit=6), metric=metric, search=SearchSettings(minibatch=6),
-                   space=SpaceSettings(proposer=None, teacher=None),
+                   testset=TASK.load("test", limit=6), metric=metric, search=SearchSettings(minibatch=6, final_top=0),
+                   space=SpaceSettings(proposer=None, teacher=None, strategies=("direct",), demo_draws=1),
                    budget=Budget(calls=80, trials=6), storage=storage, study_name="tracking-test",
                    program_ref=PROGRAM_REF, observer=tracker, show_progress=False)
 

@@ -43,7 +43,8 @@ def test_planted_keys_reach_no_param_tag_artifact_or_log(tmp_path, monkeypatch, 
     tracker = MlflowTracker(experiment="secrets", tags={
         "model_config": json.dumps({"model": "openai/gpt-4o-mini", "api_key": config_key})})
     result = compile(Sentiment(), trainset=train, valset=TASK.load("val", limit=12), metric=metric,
-                     search=SearchSettings(minibatch=6), space=SpaceSettings(proposer=None, teacher=None),
+                     search=SearchSettings(minibatch=6, final_top=0),
+                     space=SpaceSettings(proposer=None, teacher=None, strategies=("direct",), demo_draws=1),
                      budget=Budget(calls=40, trials=4),
                      program_ref=PROGRAM_REF, observer=tracker, show_progress=False)
     # An error message echoing a key (as provider authentication errors do).

@@ -40,8 +40,9 @@ def main(storage: str, cache: str, log: str, out: str, budget: str, tracking_uri
     tracker = MlflowTracker(tracking_uri=tracking_uri, experiment="kills", log_model=False)
     result = compile(Sentiment(), trainset=TASK.load("train", limit=12), valset=TASK.load("val", limit=8),
                      testset=TASK.load("test", limit=4), metric=metric, models=pool, budget=Budget(calls=int(budget)),
-                     search=SearchSettings(minibatch=4, seed=7),
-                     space=SpaceSettings(formats=("json",), proposer=None, teacher="first"),
+                     search=SearchSettings(minibatch=4, seed=7, final_top=0),
+                     space=SpaceSettings(formats=("json",), proposer=None, teacher="first", strategies=("direct",),
+                                         demo_draws=1),
                      storage=storage, study_name=STUDY, observer=tracker, show_progress=False)
     Path(out).write_text(result.model_dump_json(), encoding="utf-8")
 

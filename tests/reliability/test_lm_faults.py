@@ -46,8 +46,9 @@ def _compile(pool: ModelPool, seed: int, storage: str | None = None) -> CompileR
     return compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=12),
                    metric=metric, models=pool, budget=Budget(calls=300),
                    search=SearchSettings(sampler="random", objectives=("quality",), minibatch=6,
-                                         promote_fraction=0.5, seed=seed),
-                   space=SpaceSettings(formats=("json",), proposer=None, teacher=None),
+                                         promote_fraction=0.5, seed=seed, final_top=0),
+                   space=SpaceSettings(formats=("json",), proposer=None, teacher=None, strategies=("direct",),
+                                       demo_draws=1),
                    storage=storage, study_name="faults", show_progress=False)
 
 
