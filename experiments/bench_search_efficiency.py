@@ -6,6 +6,8 @@ proposals or bootstrapping (3 x 3 x 2 x 2 = 36 variants), each evaluated on the 
 
     .venv/bin/python experiments/bench_search_efficiency.py record     # real models, ~15 min on 1 core; resumable
     .venv/bin/python experiments/bench_search_efficiency.py simulate   # no model: replays the recording
+    .venv/bin/python experiments/bench_search_efficiency.py simulate --seeds 10 --strategies tpe \
+        --validation 80 30 --no-mipro --out experiments/results/search-efficiency-2026-12-07   # issue #37
 
 ``record`` runs every variant on every validation example through a ``RecordingEngine`` and keeps, per variant,
 its per-example scores (``table.json``) and every LM output (``recording.json.gz``); a rerun skips the variants
@@ -104,8 +106,9 @@ def full(table: dict[str, dict[str, Any]], key: str) -> float:
     return statistics.fmean(table[key]["scores"])
 
 
-def progopt_run(strategy: str, seed: int, table: dict[str, dict[str, Any]]) -> list[Point]:
-    """One replayed ``compile`` (progopt's session, sampler and promotion rule); its trajectory."""
+def progopt_run(strategy: str, seed: int, table: dict[str, dict[str, Any]], validation: int = VAL) -> list[Point]:
+    """One replayed ``compile`` (progopt's session, sampler and promotion rule; ``validation`` examples score a
+    promoted variant); its trajectory. A variant's point is its score on all ``VAL`` examples (the table)."""
     from optimizer import runtime
     from optimizer.models import ModelPool
     from optimizer.models.replay import ReplayEngine
@@ -118,7 +121,7 @@ def progopt_run(strategy: str, seed: int, table: dict[str, dict[str, Any]]) -> l
     result = compile(program, trainset=train, valset=val, metric=metric, models=pool,
                      budget=Budget(calls=len(table) * VAL),
                      search=SearchSettings(sampler=strategy, objectives=("quality",), minibatch=MINIBATCH,
-                                           promote_fraction=1 / 3, seed=seed, final_top=0, validation=VAL),
+                                           promote_fraction=1 / 3, seed=seed, final_top=0, validation=validation),
                      space=SpaceSettings(formats=FORMATS, proposer=None, teacher=None, strategies=("direct",),
                                          demo_draws=1), show_progress=False)
     pairs: set[tuple[str, int]] = set()
@@ -177,8 +180,9 @@ def to_target(points: list[Point], goal: float) -> tuple[int, int] | None:
     return next(((e, c) for e, c, best in points if best >= goal - 1e-12), None)
 
 
-def simulate(seeds: int) -> None:
-    """Every strategy on every seed over the recording; writes ``efficiency.json``, ``README.md`` and a plot."""
+def simulate(seeds: int, strategies: list[str], validation: list[int], out: Path, mipro: bool) -> None:
+    """Every strategy on every seed over the recording (progopt's at each ``validation`` size, and TPE with
+    MIPROv2's settings unless ``mipro`` is off); writes ``efficiency.json`` and a plot to ``out``."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -188,9 +192,12 @@ def simulate(seeds: int) -> None:
     table = load_table()
     optimum = max(full(table, k) for k in table)
     goal, exhaustive_calls = TARGET * optimum, len(table) * VAL
-    runs = {f"progopt {s}": [progopt_run(s, seed, table) for seed in range(seeds)]
-            for s in ("tpe", "coordinate", "random")}
-    runs["TPE, MIPROv2 settings"] = [mipro_run(seed, table) for seed in range(seeds)]
+    out.mkdir(parents=True, exist_ok=True)
+    runs = {f"progopt {s}" + (f", validation {v}" if v != VAL else ""): [progopt_run(s, seed, table, v)
+                                                                       for seed in range(seeds)]
+            for s in strategies for v in validation}
+    if mipro:
+        runs["TPE, MIPROv2 settings"] = [mipro_run(seed, table) for seed in range(seeds)]
     rows, grid = [], np.linspace(0, exhaustive_calls, 200)
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, trajectories in runs.items():
@@ -211,8 +218,8 @@ def simulate(seeds: int) -> None:
            title=f"Search efficiency, SST-2, {len(table)} variants x {VAL} examples")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(OUT / "efficiency.png", dpi=120)
-    (OUT / "efficiency.json").write_text(json.dumps({"optimum": optimum, "goal": goal, "variants": len(table),
+    fig.savefig(out / "efficiency.png", dpi=120)
+    (out / "efficiency.json").write_text(json.dumps({"optimum": optimum, "goal": goal, "variants": len(table),
                                                      "val": VAL, "seeds": seeds, "rows": rows}, indent=1))
     for row in rows:
         print(json.dumps(row))
@@ -222,8 +229,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("phase", choices=["record", "simulate"])
     parser.add_argument("--seeds", type=int, default=SEEDS, help="search runs per strategy (simulate)")
+    parser.add_argument("--strategies", nargs="+", default=["tpe", "coordinate", "random"])
+    parser.add_argument("--validation", nargs="+", type=int, default=[VAL],
+                        help="validation examples scoring a promoted variant (simulate; one run set per size)")
+    parser.add_argument("--no-mipro", action="store_true", help="leave out the TPE run with MIPROv2's settings")
+    parser.add_argument("--out", type=Path, default=OUT, help="where simulate writes (default: the recording's folder)")
     args = parser.parse_args()
-    record() if args.phase == "record" else simulate(args.seeds)
+    if args.phase == "record":
+        record()
+    else:
+        simulate(args.seeds, args.strategies, args.validation, args.out, not args.no_mipro)
 
 
 if __name__ == "__main__":
