@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 
@@ -38,7 +39,20 @@ def run(args: argparse.Namespace) -> int:
                        show_progress=not args.quiet, only=args.only)
     print((output / "report.md").read_text(encoding="utf-8"))
     print(json.dumps({"output": str(output), "report": str(output / "report.md"), "plot": str(output / "report.png")}))
-    return 0
+    return _failed(args.target, args.only, output)
+
+
+def _failed(path: str, only: list[str], output: Path) -> int:
+    """1 (with each failed cell named) when a cell this run selected stored a failure, else 0: a script or CI
+    running a sweep sees a failed cell in the exit status, as it would a failed compile."""
+    from optimizer.sweep.config import load_sweep, select
+    from optimizer.sweep.report import outcomes
+
+    selected = {c.cell_id() for c in select(load_sweep(path)[1], only)}
+    failed = [c for c in outcomes(output) if c.cell_id in selected and c.state != "done"]
+    for cell in failed:
+        print(f"progopt: cell {cell.cell_id} ({cell.label}) failed: {cell.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _status(folder: Path, only: list[str]) -> int:

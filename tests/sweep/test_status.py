@@ -73,3 +73,23 @@ def test_a_folder_that_is_not_a_sweep_is_named(tmp_path, capsys):
     (tmp_path / "cells").mkdir()
     assert main(["sweep", "status", str(tmp_path)]) != 0
     assert CELLS_FILE in capsys.readouterr().err
+
+
+def test_a_sweep_whose_selected_cell_failed_exits_1_and_names_it(tmp_path, capsys):
+    from optimizer.commands.sweep import _failed
+    from optimizer.sweep.cell import CellOutcome, write_json
+    from optimizer.sweep.config import load_sweep
+
+    path = tmp_path / "s.yaml"
+    path.write_text("name: s\noutput: out\nmatrix:\n  program: [{ref: programs/sentiment.py:Sentiment}]\n"
+                    "  optimizer: [ZeroShot]\n", encoding="utf-8")
+    _, cells = load_sweep(path)
+    output = tmp_path / "out"
+    for i, settings in enumerate(cells):
+        outcome = CellOutcome(cell_id=settings.cell_id(), group=settings.group(), label=settings.label(),
+                              settings=settings, state="failed" if i == 0 else "done",
+                              error="ValueError: no data here" if i == 0 else None)
+        write_json(output / "cells" / settings.cell_id() / "outcome.json", outcome.model_dump(mode="json"))
+    assert _failed(str(path), [], output) == 1
+    assert f"cell {cells[0].cell_id()} ({cells[0].label()}) failed: ValueError: no data here" in capsys.readouterr().err
+    assert _failed(str(path), [f"models={cells[1].models[0]}"], output) == 0  # the failed cell is not selected
