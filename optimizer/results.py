@@ -66,6 +66,7 @@ def describe(record: TrialRecord) -> str:
         return record.label + final
     parts = [f"{name}={c.model.split('/')[-1]},{c.format},{c.strategy}{c.samples if c.strategy == 'sc' else ''}"
              f"{'-' + c.calibration if c.calibration != 'none' else ''},{_demos(c).replace(' ', '')}"
+             f"{',spans' if c.spans else ''}"
              for name, c in record.steps.items()]
     return f"{record.variant_key} " + " ".join(parts) + final
 

@@ -160,3 +160,25 @@ def test_a_top_level_string_field_may_be_declared_a_span():
         answer: Annotated[str, SpanOf("context")] = dspy.OutputField()
 
     assert declared_spans(Answer) == [SpanRule(key="answer", source="context")]
+
+
+def test_span_decoding_is_a_searched_knob_only_where_a_step_has_rules_and_keys_are_unchanged():
+    from optimizer.space.variant import SearchSpace, StepChoice, StepSpace, Variant
+
+    rules = [SpanRule(key="text", source="text", inferred=True)]
+    with_rules = StepSpace(instructions={"original": "i"}, demo_sets={"zero": []}, spans=rules)
+    plain = StepSpace(instructions={"original": "i"}, demo_sets={"zero": []})
+    space = SearchSpace(steps={"a": with_rules, "b": plain}, models=["m"])
+    assert space.choices("a")["spans"] == ["on", "off"] and "spans" not in space.choices("b")
+    on = Variant(steps={"a": StepChoice(instruction="original", demos="zero", model="m"),
+                        "b": StepChoice(instruction="original", demos="zero", model="m")})
+    off = Variant(steps={**on.steps, "a": on.steps["a"].model_copy(update={"spans": "off"})})
+    assert space.resolve(on)["a"].spans == rules and space.resolve(off)["a"].spans == []
+    assert "spans" not in on.steps["a"].model_dump() and off.steps["a"].model_dump()["spans"] == "off"
+    import hashlib
+    import json
+
+    # "on" leaves the key as it was before the knob existed
+    legacy = {"steps": {k: {f: getattr(c, f) for f in ("instruction", "demos", "model", "strategy", "format")}
+                        for k, c in on.steps.items()}}
+    assert on.key() == hashlib.sha256(json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:12]

@@ -10,7 +10,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 from optimizer.space.retrieval import RetrievalConfig
 from optimizer.spans import SpanRule
@@ -70,6 +70,16 @@ class StepChoice(BaseModel):
     model: str
     strategy: str = "direct"
     format: Format = "json"
+    spans: Literal["on", "off"] = Field("on", description="copied-span decoding, for a step with span rules")
+
+    @model_serializer(mode="wrap")
+    def _without_default_spans(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """"on" (the default, and all a step without span rules has) is left out, so variants keep the keys
+        and params they had before the knob existed."""
+        data = handler(self)
+        if data.get("spans") == "on":
+            data.pop("spans")
+        return data
 
 
 class Variant(BaseModel):
@@ -119,7 +129,7 @@ class SearchSpace(BaseModel):
         s = self.steps[step]
         strategies = [k for k in self.strategies if s.labels_only or not is_scoring(k)] or ["direct"]
         return {"instruction": list(s.instructions), "demos": [*s.demo_sets, *s.retrieved], "model": self.models,
-                "strategy": strategies, "format": list(self.formats)}
+                "strategy": strategies, "format": list(self.formats), **({"spans": ["on", "off"]} if s.spans else {})}
 
     def size(self) -> int:
         n = 1
@@ -135,5 +145,5 @@ class SearchSpace(BaseModel):
             s = self.steps[name]
             demos = {"retrieval": s.retrieved[c.demos]} if c.demos in s.retrieved else {"demos": s.demo_sets[c.demos]}
             out[name] = StepConfig(instruction=s.instructions[c.instruction], model=c.model, format=c.format,
-                                   spans=s.spans, **demos, **strategy_settings(c.strategy))
+                                   spans=s.spans if c.spans == "on" else [], **demos, **strategy_settings(c.strategy))
         return out
