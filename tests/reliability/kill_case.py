@@ -1,6 +1,6 @@
 """A real compile run as a child process by tests/reliability/test_kills.py, which SIGKILLs it at a random
-point and runs it again: the space build bootstraps demos, trials are promoted, a test report follows, and
-an MLflow tracker records the runs.
+point and runs it again: the space build bootstraps demos, trials are promoted, the top two are re-scored
+(the final selection), a test report follows, and an MLflow tracker records the runs.
 
 ``python -m tests.reliability.kill_case STORAGE CACHE_DIR CALL_LOG RESULT_JSON BUDGET TRACKING_URI``. Every
 call that reaches a model is appended (request digest) to CALL_LOG once it completes."""
@@ -19,6 +19,7 @@ from optimizer.tracking import MlflowTracker
 from programs.sentiment import TASK, Sentiment, metric
 
 STUDY = "kill-case"
+FINAL_SHARE = 0.5  # the search spends half the calls, the final selection of the top 2 the rest
 
 
 class LoggingEngine(ResilientLlamaEngine):
@@ -38,9 +39,9 @@ def main(storage: str, cache: str, log: str, out: str, budget: str, tracking_uri
     LoggingEngine.log = Path(log)
     pool = ModelPool(ModelPool.default().specs.values(), engine_for=LoggingEngine)
     tracker = MlflowTracker(tracking_uri=tracking_uri, experiment="kills", log_model=False)
-    result = compile(Sentiment(), trainset=TASK.load("train", limit=12), valset=TASK.load("val", limit=8),
+    result = compile(Sentiment(), trainset=TASK.load("train", limit=40), valset=TASK.load("val", limit=8),
                      testset=TASK.load("test", limit=4), metric=metric, models=pool, budget=Budget(calls=int(budget)),
-                     search=SearchSettings(minibatch=4, seed=7, final_top=0),
+                     search=SearchSettings(minibatch=4, seed=7, final_top=2, final_share=FINAL_SHARE),
                      space=SpaceSettings(formats=("json",), proposer=None, teacher="first", strategies=("direct",),
                                          demo_draws=1),
                      storage=storage, study_name=STUDY, observer=tracker, show_progress=False)

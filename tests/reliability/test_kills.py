@@ -1,5 +1,5 @@
-"""SIGKILL real compiles at random points (space build, trials, promotion, test report) and a two-worker
-PostgreSQL compile, then resume each: no finished trial lost or repeated, no request paid twice, the budget
+"""SIGKILL real compiles at random points (space build, trials, promotion, final selection, test report) and a
+two-worker PostgreSQL compile, then resume each: no finished trial lost or repeated, no request paid twice, the budget
 held, no trial left running, every baseline promoted once, MLflow runs closed."""
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from optuna.trial import TrialState
 from optimizer.records import CompileResult
 from tests.fixtures.peek import has_study
 from tests.reliability.conftest import size
-from tests.reliability.kill_case import STUDY
+from tests.reliability.kill_case import FINAL_SHARE, STUDY
 
 ROOT = Path(__file__).resolve().parents[2]
-BUDGET = 60
+BUDGET = 100
+SEARCH_CALLS = int(BUDGET * (1 - FINAL_SHARE))  # then the final selection spends the rest
 KILLS = size("PROGOPT_KILLS", 2)
 SEED = size("PROGOPT_KILL_SEED", 0)
 
@@ -37,8 +38,17 @@ def _finished(storage: str, study: str) -> dict[int, tuple]:
             for t in loaded.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
 
 
-def _phase(storage: str, study: str, spent_all: bool) -> str:
-    """Where the compile was when it was killed, from what it had stored."""
+def _spent(storage: str) -> float:
+    """The calls the compile's study counted (the test report's calls are not the compile's)."""
+    try:
+        loaded = optuna.load_study(study_name=STUDY, storage=storage)
+    except KeyError:
+        return 0.0
+    return sum(v["calls"] for k, v in loaded.user_attrs.items() if k.startswith("spent:"))
+
+
+def _phase(storage: str, study: str, paid: int) -> str:
+    """Where the compile was when it was killed, from what it had stored and the calls it had paid."""
     try:
         loaded = optuna.load_study(study_name=study, storage=storage)
     except KeyError:
@@ -50,7 +60,9 @@ def _phase(storage: str, study: str, spent_all: bool) -> str:
         return "promotion"
     if running:
         return "trial"
-    return "test report" if spent_all else "between trials"
+    if paid > _spent(storage) + 1:
+        return "test report"
+    return "final selection" if any(k.startswith("final:") for k in loaded.user_attrs) else "between trials"
 
 
 def _kill_when(proc: subprocess.Popen, ready: Callable[[], bool], timeout_s: float = 400) -> bool:
@@ -81,19 +93,33 @@ def _promoting(storage: str) -> bool:
     return any("promoting" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
-def _real_cycle(tmp: Path, target: int | None) -> str | None:
-    """Kill the real compile once ``target`` calls completed (None: once a promotion is running), resume it,
-    check; the phase killed in (None: it finished first)."""
+def _final_stored(storage: str) -> bool:
+    """The final selection has stored its first re-scored variant (the next one is being evaluated)."""
+    if not has_study(Path(storage.removeprefix("sqlite:///")), STUDY):
+        return False
+    try:
+        study = optuna.load_study(study_name=STUDY, storage=storage)
+    except KeyError:
+        return False
+    return any(k.startswith("final:") for k in study.user_attrs)
+
+
+def _real_cycle(tmp: Path, target: int | str | None) -> str | None:
+    """Kill the real compile once ``target`` calls completed (None: once a promotion is running; "final": once
+    the final selection stored its first variant; "test": once the test report paid two calls beyond the
+    compile's), resume it, check; the phase killed in (None: it finished first)."""
     storage, log = f"sqlite:///{tmp / 'study.db'}", tmp / "calls.log"
     args = [storage, str(tmp / "cache"), str(log), str(tmp / "result.json"), str(BUDGET),
             f"sqlite:///{tmp / 'mlflow.db'}"]
     cmd = [sys.executable, "-m", "tests.reliability.kill_case", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ready = (lambda: _promoting(storage)) if target is None else (lambda: len(_lines(log)) >= target)
+    ready = {None: lambda: _promoting(storage), "final": lambda: _final_stored(storage),
+             "test": lambda: has_study(Path(storage.removeprefix("sqlite:///")), STUDY)
+             and len(_lines(log)) >= _spent(storage) + 2}.get(target, lambda: len(_lines(log)) >= target)
     if not _kill_when(proc, ready):
         return None
     before, paid_before = _finished(storage, STUDY), _lines(log)
-    phase = _phase(storage, STUDY, len(paid_before) >= BUDGET)
+    phase = _phase(storage, STUDY, len(paid_before))
     resumed = subprocess.run(cmd, cwd=ROOT, capture_output=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
 
@@ -103,6 +129,7 @@ def _real_cycle(tmp: Path, target: int | None) -> str | None:
     assert len(paid) == len(set(paid)), "a request was paid twice"
     result = CompileResult.model_validate_json((tmp / "result.json").read_text())
     assert result.spent["calls"] <= BUDGET
+    assert len(result.finals()) == 2  # the final selection ran (or was resumed) to the end
     study = optuna.load_study(study_name=STUDY, storage=storage)
     assert not study.get_trials(states=(TrialState.RUNNING,))
     baselines = [t for t in study.get_trials(states=(TrialState.COMPLETE,)) if t.user_attrs.get("label")]
@@ -119,9 +146,9 @@ def test_sigkilled_real_compiles_resume_with_nothing_lost_or_paid_twice(tmp_path
     phases: list[str] = []
     for cycle in range(KILLS):
         (tmp_path / str(cycle)).mkdir()
-        # kill points by phase, in turn: the space build, a trial, a promotion, the test report
-        target = [rng.randint(1, 10), rng.randint(14, BUDGET - 2), None, rng.randint(BUDGET + 1, BUDGET + 6)][
-            (cycle + SEED) % 4]
+        # kill points by phase, in turn: the space build, a trial, a promotion, the test report, the final
+        # selection (after the search's share of the calls)
+        target = [rng.randint(1, 10), rng.randint(14, SEARCH_CALLS - 2), None, "test", "final"][(cycle + SEED) % 5]
         phase = _real_cycle(tmp_path / str(cycle), target)
         if phase is not None:
             phases.append(phase)
