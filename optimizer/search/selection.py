@@ -67,8 +67,7 @@ def select_final(session: Session, space: SearchSpace) -> dict[str, TrialRecord]
     k = session.final_top
     if k < 2:
         return {}
-    session.budget = session.whole_budget
-    session.status = f"final selection of the top {k}"
+    remaining = session.final_stage(f"final selection of the top {k}")
     done = session.store.final_records()
     top = top_validated(list(session.store.full_records().values()), k, session.max_cost, session.max_p95)
     if len(top) < 2:
@@ -76,7 +75,6 @@ def select_final(session: Session, space: SearchSpace) -> dict[str, TrialRecord]
     fields = sorted({f for _, p in session.program.named_predictors() for f in p.signature.input_fields})
     held = [*session.unseen_val, *holdout(session.trainset, top, fields)]
     todo = [r for r in top if r.variant_key not in done]
-    remaining = None if session.budget.calls is None else session.budget.calls - session.spent().calls
     # a resumed run sizes the holdout as the first did: what the finished records used counts as available
     size = next((r.examples - len(session.valset) for r in done.values()), None)
     if size is None:

@@ -90,6 +90,12 @@ class Session:
         self.meter = EngineMeter(hooks=(self,), parent=active_meter())
         self._t0 = time.monotonic()
 
+    def final_stage(self, status: str) -> int | None:
+        """Enter the final selection: the session's limits become the whole budget (the search's reserve
+        included) and the progress bar shows ``status``; the calls left (None: calls are not limited)."""
+        self.budget, self.status = self.whole_budget, status
+        return None if self.budget.calls is None else self.budget.calls - self.spent().calls
+
     def _own(self) -> Spent:
         return Spent(calls=self.meter.calls, cost=self.meter.cost, seconds=time.monotonic() - self._t0)
 
