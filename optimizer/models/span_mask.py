@@ -48,6 +48,31 @@ def _occurs(value: str, source: str, closing: bool) -> bool:
     return False
 
 
+@lru_cache(maxsize=4096)
+def _completions(value: str, source: str, most: int, done: frozenset[str]) -> frozenset[str]:
+    """Every value ``value`` may still close as: a substring of ``source`` that starts at a word start with
+    ``value``, ends at a word end, has at most ``most`` words, no surrounding space, quote or backslash, and
+    is not in ``done``."""
+    ends = set()
+    i = source.find(value) if value else 0
+    while 0 <= i < len(source):
+        if _starts_word(source, i) and not source[i].isspace():
+            for j in range(i + max(len(value), 1), len(source) + 1):
+                span = source[i:j]
+                if _QUOTE in span or _ESCAPE in span or len(span.split()) > most:
+                    break
+                if _ends_word(source, j) and span == span.strip() and span not in done:
+                    ends.add(span)
+        i = source.find(value, i + 1) if value else i + 1
+    return frozenset(ends)
+
+
+@lru_cache(maxsize=4096)
+def _prefixes(ends: frozenset[str]) -> frozenset[str]:
+    """Every non-empty prefix of every string in ``ends``."""
+    return frozenset(end[:k] for end in ends for k in range(1, len(end) + 1))
+
+
 class Vocabulary:
     """One model file's token pieces for span decoding: piece -> token ids, and the pieces holding a quote
     (the ones that can close a value). Built once per model file."""
@@ -92,19 +117,26 @@ class SpanMask(GuidedMask):
         return (match.group(1), match.group(2)) if match else None
 
     def allowed(self, key: str, value: str) -> list[int]:
-        """The token ids that keep ``value`` (under ``key``) a span, or close it (see the module doc). A value
-        equal to an earlier one closes only when it cannot grow (it ends the input): a repeat, never a
-        non-span."""
+        """The token ids that keep ``value`` (under ``key``) a span, or close it (see the module doc).
+
+        A value grows only into a prefix of some value it may still close as (:func:`_completions`: a new
+        one, at word boundaries, within ``max_words``); it closes at a word end unless it equals an earlier
+        value. When every value the input holds was already given, the value grows along the input and
+        closes as soon as it can: a repeat, as short as possible, never a string that is not in the input."""
         source, most = self.sources[key], self.max_words.get(key, 10**6)
+        done = {m.group(2) for m in self._closed.finditer(self.text) if m.group(1) == key} if self._closed else set()
+        open_ends = _completions(value, source, most, frozenset(done))
+        prefixes = _prefixes(open_ends)
         ids: list[int] = []
         for piece, piece_ids in self.vocabulary.candidates(source):
             grown = value + piece
-            words = len(grown.split()) + grown[-1].isspace()  # a trailing space starts the next word
-            if (value or not piece[0].isspace()) and words <= most and _occurs(grown, source, closing=False):
-                ids.extend(piece_ids)
-        done = {m.group(2) for m in self._closed.finditer(self.text) if m.group(1) == key} if self._closed else set()
-        if (value and value == value.strip() and (value not in done or not ids)
-                and _occurs(value, source, closing=True)):
+            if open_ends:
+                if grown in prefixes:
+                    ids.extend(piece_ids)
+            elif (value or not piece[0].isspace()) and _occurs(grown, source, closing=False):
+                ids.extend(piece_ids)  # nothing new is left: along the input, to the nearest close
+        if value and (value in open_ends or (not open_ends and _occurs(value, source, closing=True))
+                      or not ids):
             for _, piece_ids in self.vocabulary.closers:
                 ids.extend(piece_ids)
         return ids
@@ -116,8 +148,8 @@ class SpanMask(GuidedMask):
             return logits
         ids = np.asarray(self.allowed(*inside), dtype=np.int64)
         if ids.size == 0 or not np.isfinite(logits[ids]).any():
-            # unreachable for the schemas progopt builds (a value can always grow one character along its
-            # input or close at its end, and a JSON string allows both); a foreign constraint decides alone
+            # unreachable for the schemas progopt builds (a non-empty value can always close, an empty one
+            # start a word, and a JSON string allows both); a foreign constraint decides alone
             return logits
         kept = logits[ids].copy()
         logits[:] = -np.inf
