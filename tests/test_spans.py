@@ -83,6 +83,7 @@ class _Mask(SpanMask):
     def __init__(self, source: str):  # noqa: D107 - a test double
         self.vocabulary, self.text = Vocabulary({p: [i] for i, p in enumerate(PIECES)}), ""
         self.sources, self.max_words = {"text": source}, {"text": 2}
+        self.max_tokens, self.used, self.item_ends = None, 0, [0]
         import re
 
         self._open = re.compile(r'"(text)"\s*:\s*"([^"\\]*)$')

@@ -84,7 +84,8 @@ class LlamaEngine(Engine):
         tokens, template_stop = self._prompt_tokens(model, request)
         stop = (kwargs.pop("stop") or []) + template_stop
         spans = _metadata(request).get(SPAN_METADATA_KEY)
-        mask = (SpanMask(index, forced, llm.n_vocab(), model.compiler.span_vocabulary(), spans) if spans else
+        mask = (SpanMask(index, forced, llm.n_vocab(), model.compiler.span_vocabulary(), spans,
+                         max_tokens=kwargs.get("max_tokens")) if spans else
                 decode.GuidedMask(index, forced, llm.n_vocab()))
         out = decode.complete(llm, tokens, mask, stop=stop, **kwargs)
         return out.text, out.finish, out.prompt_tokens, out.completion_tokens

@@ -8,7 +8,8 @@ a value starts where a word of the input starts, grows only into a substring of 
 ``max_words`` words, and may close (a token that
 starts with ``"``) only where a word ends and, unless it can no longer grow, when the output has no equal
 value under that key. So every span parses and is copied; a repeat happens only when the model insists on
-a value that ends the input, and a list of spans ends (lists are bounded, every span by the input). Values
+a value that ends the input; and right after an item, when the tokens left would not hold another as long
+as the longest so far, the list ends there, so a list of spans closes within the token limit. Values
 with quotes or backslashes are not copyable (the JSON escape would differ from the input).
 
 Lifecycle: one per constrained call; :meth:`advance` follows each emitted token. The candidate tokens of an
@@ -81,6 +82,8 @@ class Vocabulary:
         self.pieces = pieces
         self.piece_of = {i: p for p, ids in pieces.items() for i in ids}
         self.closers = [(p, ids) for p, ids in pieces.items() if p.startswith(_QUOTE)]
+        self.continuers = np.asarray([i for p, ids in pieces.items() if p.lstrip().startswith(",") for i in ids],
+                                     dtype=np.int64)
         self._candidates = lru_cache(maxsize=512)(self._find)
 
     def _find(self, source: str) -> tuple[tuple[str, tuple[int, ...]], ...]:
@@ -96,9 +99,10 @@ class SpanMask(GuidedMask):
     """:class:`GuidedMask` plus the span restriction for ``rules`` ({"key", "source"} dicts)."""
 
     def __init__(self, index: Any, forced: dict[int, int | None], vocab_size: int, vocabulary: Vocabulary,
-                 rules: Sequence[dict[str, str]]):
+                 rules: Sequence[dict[str, str]], max_tokens: int | None = None):
         super().__init__(index, forced, vocab_size)
         self.vocabulary, self.text = vocabulary, ""
+        self.max_tokens, self.used, self.item_ends = max_tokens, 0, [0]  # tokens at each '}' (item ends)
         self.sources = {r["key"]: r["source"] for r in rules if r.get("source")}
         self.max_words = {r["key"]: int(r.get("max_words") or 10**6) for r in rules}
         keys = "|".join(re.escape(k) for k in self.sources)
@@ -107,7 +111,19 @@ class SpanMask(GuidedMask):
 
     def advance(self, token: int) -> None:
         super().advance(token)
-        self.text += self.vocabulary.piece_of.get(token, "")
+        piece = self.vocabulary.piece_of.get(token, "")
+        self.text += piece
+        self.used += 1
+        if "}" in piece:
+            self.item_ends.append(self.used)
+
+    def _no_room(self) -> bool:
+        """The tokens left would not hold one more item as long as the longest so far (plus the closing
+        brackets): the list must end after this item rather than be cut off by the limit."""
+        if self.max_tokens is None or len(self.item_ends) < 2:
+            return False
+        longest = max(b - a for a, b in zip(self.item_ends, self.item_ends[1:], strict=False))
+        return self.max_tokens - self.used < 2 * longest + 8
 
     def _inside(self) -> tuple[str, str] | None:
         """(key, value so far) when the text ends inside a span key's string value."""
@@ -137,14 +153,21 @@ class SpanMask(GuidedMask):
                 ids.extend(piece_ids)  # nothing new is left: along the input, to the nearest close
         if value and (value in open_ends or (not open_ends and _occurs(value, source, closing=True))
                       or not ids):
-            for _, piece_ids in self.vocabulary.closers:
-                ids.extend(piece_ids)
+            last = self._no_room()
+            for piece, piece_ids in self.vocabulary.closers:
+                if not (last and "," in piece):  # no room for another item: no closer that starts one
+                    ids.extend(piece_ids)
         return ids
 
     def __call__(self, input_ids: Any, logits: Any) -> Any:
         logits = super().__call__(input_ids, logits)
         inside = self._inside()
         if inside is None:
+            if self.text.rstrip().endswith("}") and self._no_room():
+                ended = logits.copy()
+                ended[self.vocabulary.continuers] = -np.inf  # no ',' after this item: the list closes
+                if np.isfinite(ended).any():
+                    logits[:] = ended
             return logits
         ids = np.asarray(self.allowed(*inside), dtype=np.int64)
         if ids.size == 0 or not np.isfinite(logits[ids]).any():
