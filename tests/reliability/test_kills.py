@@ -40,11 +40,8 @@ def _finished(storage: str, study: str) -> dict[int, tuple]:
 
 def _spent(storage: str) -> float:
     """The calls the compile's study counted (the test report's calls are not the compile's)."""
-    try:
-        loaded = optuna.load_study(study_name=STUDY, storage=storage)
-    except KeyError:
-        return 0.0
-    return sum(v["calls"] for k, v in loaded.user_attrs.items() if k.startswith("spent:"))
+    study = _study(storage)
+    return 0.0 if study is None else sum(v["calls"] for k, v in study.user_attrs.items() if k.startswith("spent:"))
 
 
 def _phase(storage: str, study: str, paid: int) -> str:
@@ -83,25 +80,26 @@ def _lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def _promoting(storage: str) -> bool:
+def _study(storage: str) -> optuna.Study | None:
+    """The kill case's study once its file and study exist (read without creating either), else None."""
     if not has_study(Path(storage.removeprefix("sqlite:///")), STUDY):
-        return False
+        return None
     try:
-        study = optuna.load_study(study_name=STUDY, storage=storage)
+        return optuna.load_study(study_name=STUDY, storage=storage)
     except KeyError:
-        return False
-    return any("promoting" in t.user_attrs for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+        return None
+
+
+def _promoting(storage: str) -> bool:
+    study = _study(storage)
+    return study is not None and any("promoting" in t.user_attrs
+                                     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
 
 
 def _final_stored(storage: str) -> bool:
     """The final selection has stored its first re-scored variant (the next one is being evaluated)."""
-    if not has_study(Path(storage.removeprefix("sqlite:///")), STUDY):
-        return False
-    try:
-        study = optuna.load_study(study_name=STUDY, storage=storage)
-    except KeyError:
-        return False
-    return any(k.startswith("final:") for k in study.user_attrs)
+    study = _study(storage)
+    return study is not None and any(k.startswith("final:") for k in study.user_attrs)
 
 
 def _real_cycle(tmp: Path, target: int | str | None) -> str | None:
@@ -114,8 +112,8 @@ def _real_cycle(tmp: Path, target: int | str | None) -> str | None:
     cmd = [sys.executable, "-m", "tests.reliability.kill_case", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     ready = {None: lambda: _promoting(storage), "final": lambda: _final_stored(storage),
-             "test": lambda: has_study(Path(storage.removeprefix("sqlite:///")), STUDY)
-             and len(_lines(log)) >= _spent(storage) + 2}.get(target, lambda: len(_lines(log)) >= target)
+             "test": lambda: _study(storage) is not None and len(_lines(log)) >= _spent(storage) + 2,
+             }.get(target, lambda: len(_lines(log)) >= target)
     if not _kill_when(proc, ready):
         return None
     before, paid_before = _finished(storage, STUDY), _lines(log)
