@@ -21,20 +21,31 @@ from optimizer.tracking.serving import ARTIFACT_KEY, input_example, signature
 
 MODEL_CODE = Path(__file__).with_name("model_code.py")
 MODEL_NAME = "model"
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 @contextmanager
 def _tracking_uri(uri: str | None) -> Iterator[None]:
-    """MLflow's model logging reads the global tracking URI: point it at ``uri`` for the block only."""
+    """MLflow's model logging reads the global tracking URI: point it at ``uri`` for the block only.
+
+    ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment, so both are put back
+    exactly as they were: restoring only the URI would leave the variable set, and every later tracker of
+    the process (which reads the variable) would write to this block's store."""
     if uri is None:
         yield
         return
-    previous = mlflow.get_tracking_uri() if mlflow.tracking.is_tracking_uri_set() else None
+    from mlflow.tracking._tracking_service import utils as tracking_uris  # the global's only reader
+
+    previous, previous_env = tracking_uris._tracking_uri, os.environ.get(TRACKING_URI_ENV)
     mlflow.set_tracking_uri(uri)
     try:
         yield
     finally:
         mlflow.set_tracking_uri(previous)  # type: ignore[arg-type]  # None unsets it again
+        if previous_env is None:
+            os.environ.pop(TRACKING_URI_ENV, None)
+        else:
+            os.environ[TRACKING_URI_ENV] = previous_env
 
 
 SERVING_PACKAGES = ("dspy", "optuna", "outlines", "llama-cpp-python", "progopt", "mlflow", "detect-secrets")
