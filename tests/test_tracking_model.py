@@ -61,17 +61,17 @@ def test_model_logging_puts_the_tracking_uri_and_its_variable_back(monkeypatch, 
     import mlflow
     from mlflow.tracking._tracking_service import utils as tracking_uris
 
-    from optimizer.tracking.model import _tracking_uri
+    from optimizer.tracking.model import using_tracking_uri
 
     inner = f"sqlite:///{tmp_path / 'inner.db'}"
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     monkeypatch.setattr(tracking_uris, "_tracking_uri", None)
-    with _tracking_uri(inner):
+    with using_tracking_uri(inner):
         assert mlflow.get_tracking_uri() == inner
     assert "MLFLOW_TRACKING_URI" not in os.environ and not mlflow.is_tracking_uri_set()
 
     outer = f"sqlite:///{tmp_path / 'outer.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", outer)
-    with _tracking_uri(inner):
+    with using_tracking_uri(inner):
         assert mlflow.get_tracking_uri() == inner
     assert os.environ["MLFLOW_TRACKING_URI"] == outer and tracking_uris._tracking_uri is None

@@ -82,13 +82,12 @@ def export(args: argparse.Namespace) -> int:
 
     views = _views(args)
     if args.to == "mlflow":
-        import mlflow
+        from optimizer.tracking.model import using_tracking_uri
 
-        if args.tracking_uri:
-            mlflow.set_tracking_uri(args.tracking_uri)
         doc = read_artifact(args.artifact)
         name = args.name or Path(args.artifact).stem
-        uris = register_mlflow(views, name=name, artifact_sha256=doc["content_sha256"], run_id=args.run_id)
+        with using_tracking_uri(args.tracking_uri):
+            uris = register_mlflow(views, name=name, artifact_sha256=doc["content_sha256"], run_id=args.run_id)
         print(json.dumps(uris, indent=1))
         return 0
     if args.to == "openai":

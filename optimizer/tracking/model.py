@@ -25,7 +25,7 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 
 @contextmanager
-def _tracking_uri(uri: str | None) -> Iterator[None]:
+def using_tracking_uri(uri: str | None) -> Iterator[None]:
     """MLflow's model logging reads the global tracking URI: point it at ``uri`` for the block only.
 
     ``mlflow.set_tracking_uri`` also writes ``MLFLOW_TRACKING_URI`` into the environment, so both are put back
@@ -84,7 +84,7 @@ def log_compiled_model(artifact: str | Path, *, run_id: str, tracking_uri: str |
     mlflow_environment()
     doc = read_artifact(artifact)
     # The run must be active for the model to join its experiment; a caller's own active run stays the parent.
-    with _tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
+    with using_tracking_uri(tracking_uri), mlflow.start_run(run_id=run_id, nested=mlflow.active_run() is not None):
         return mlflow.pyfunc.log_model(name=name, python_model=str(MODEL_CODE), artifacts={ARTIFACT_KEY: str(artifact)},
                                        signature=signature(doc), input_example=input_example(doc, examples),
                                        pip_requirements=requirements(),
