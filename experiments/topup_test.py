@@ -13,6 +13,14 @@ the first run (its per-example latencies were not kept): ``test["latency_example
     PROGOPT_THREADS=1 .venv/bin/python experiments/topup_test.py experiments/results/vs-dspy-2026-11-30 \
         --only program=EntityExtractor
 
+``--rescore`` instead re-runs every test row of a cell whose task metric combines at the corpus level (CoNLL-2003's
+micro F1, issue #38) and whose outcome has no rows yet: the test summary is replaced by the new one (rows, micro F1
+and its CI), and ``test["superseded"]`` keeps the old score, its aggregate ("mean": per-sentence F1) and how many
+per-example scores the rerun reproduced (decoding is greedy, so all of them unless something changed).
+
+    PROGOPT_THREADS=1 .venv/bin/python experiments/topup_test.py experiments/results/vs-dspy-2026-11-30 \
+        --only program=EntityExtractor --rescore
+
 Resumable: a cell's outcome is rewritten (atomically) as soon as its rows are scored; finished ones are skipped,
 so two processes can share the work (``--only seed=0``, ``--only seed=1``).
 """
@@ -33,6 +41,7 @@ from rich.progress import track  # noqa: E402
 
 from optimizer import runtime  # noqa: E402
 from optimizer.evaluate import Evaluation, bootstrap_ci, evaluate  # noqa: E402
+from optimizer.statistics import aggregate_name  # noqa: E402
 from optimizer.sweep.cell import OUTCOME, CellOutcome, cell_task, read_outcome, write_json  # noqa: E402
 from optimizer.sweep.config import select  # noqa: E402
 
@@ -68,10 +77,22 @@ def merged(test: dict[str, Any], scores: list[float], extra: Evaluation, commit:
     return out
 
 
+def rescored(test: dict[str, Any], scores: list[float], new: Evaluation, commit: str) -> dict[str, Any]:
+    """``new``'s full test summary in place of ``test``, with the old score and how many of ``scores`` it
+    reproduced kept under ``superseded``."""
+    summary = new.summary().model_dump(exclude={"by_model", "by_step"})
+    same = sum(abs(a - r.score) < 1e-9 for a, r in zip(scores, new.results, strict=False))
+    return {**summary, "superseded": {"score": test.get("score"), "aggregate": test.get("aggregate", "mean"),
+                                      "examples": len(scores), "reproduced": same,
+                                      "date": dt.date.today().isoformat(), "commit": commit}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("results", type=Path, help="the sweep's output folder (with cells/)")
     parser.add_argument("--only", action="append", default=[], help="KEY=V1,V2 filter, as `progopt sweep --only`")
+    parser.add_argument("--rescore", action="store_true",
+                        help="re-run all test rows of corpus-metric cells that have no rows (see above)")
     args = parser.parse_args()
     runtime.configure()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
@@ -85,6 +106,18 @@ def main() -> None:
         p = outcome.settings.program
         test = task.load(p.test or "test", outcome.settings.test_limit)
         done = len(outcome.test_scores)
+        if args.rescore:
+            if aggregate_name(task.metric) == "mean" or (outcome.test or {}).get("rows"):
+                continue
+            program, context = shipped_program(outcome, folder, task)
+            new = evaluate(program, test, task.metric, description="test", show_progress=False, **context)
+            outcome.test = rescored(outcome.test or {}, outcome.test_scores, new, commit)
+            outcome.test_scores = [r.score for r in new.results]
+            write_json(folder / OUTCOME, outcome.model_dump(mode="json"))
+            old = outcome.test["superseded"]
+            print(f"{outcome.cell_id} {outcome.label}: {old['aggregate']} {old['score']:.4f} -> "
+                  f"{outcome.test['aggregate']} {outcome.test['score']:.4f} ({old['reproduced']}/{done} reproduced)")
+            continue
         if done >= len(test):
             continue
         program, context = shipped_program(outcome, folder, task)

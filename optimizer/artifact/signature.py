@@ -17,6 +17,8 @@ from optimizer.artifact.schema import json_path
 from optimizer.models.spec import ModelSpec
 from optimizer.space.build import REASONING_FIELD
 from optimizer.space.variant import StepConfig
+from optimizer.verbalizers import check as check_verbalizer
+from optimizer.verbalizers import verbalize_signature
 
 KINDS = {"inputs": "input_fields", "outputs": "output_fields"}
 
@@ -56,7 +58,7 @@ def output_schema(signature: type[dspy.Signature], strategy: str) -> dict[str, A
 def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: ModelSpec) -> dict[str, Any]:
     """One step as artifact JSON (the ``steps.<name>`` object); ``retrieval`` (settings and the demo pool the
     loader rebuilds its index from) only for a step with retrieved demos, and ``spans`` only for a step with
-    copied-span rules, so older artifacts stay valid."""
+    copied-span rules, ``verbalizer`` only for a step with label words, so older artifacts stay valid."""
     retrieval = {"retrieval": config.retrieval.model_dump(mode="json")} if config.retrieval else {}
     return {
         "signature": {"instructions": config.instruction, "inputs": describe_fields(signature.input_fields),
@@ -70,6 +72,7 @@ def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: Mod
         "output_schema": output_schema(signature, config.strategy),
         **retrieval,
         **({"spans": [r.model_dump(mode="json") for r in config.spans]} if config.spans else {}),
+        **({"verbalizer": config.verbalizer} if config.verbalizer else {}),
     }
 
 
@@ -81,7 +84,8 @@ def step_config(step: dict[str, Any]) -> StepConfig:
                       model=step["model"]["name"], strategy=strategy["name"], samples=strategy["samples"],
                       temperature=strategy["temperature"], format=step["format"],
                       calibration=calibration.get("mode", "none"), prior=calibration.get("prior"),
-                      retrieval=step.get("retrieval"), spans=step.get("spans") or [])
+                      retrieval=step.get("retrieval"), spans=step.get("spans") or [],
+                      verbalizer=step.get("verbalizer") or {})
 
 
 def _names(names: Any) -> str:
@@ -108,11 +112,12 @@ def _check_fields(path: Path | str, at: tuple[str, ...], program_fields: dict[st
 
 
 def _check_labels(path: Path | str, name: str, signature: type[dspy.Signature],
-                  prior: dict[str, float] | None) -> None:
-    """A scored step needs label outputs, and its calibration prior must be over exactly those labels."""
+                  prior: dict[str, float] | None, verbalizer: dict[str, dict[str, str]]) -> None:
+    """A scored step needs label outputs, and its calibration prior must be over exactly those labels (or
+    their words, under a verbalizer)."""
     from optimizer.adapters.scoring import label_set
 
-    labels = label_set(signature)
+    labels = label_set(verbalize_signature(signature, verbalizer) if verbalizer else signature)
     at = ("steps", name, "strategy")
     if labels is None:
         raise SignatureDriftError(path, json_path(at), "the step scores labels, but the program's outputs are "
@@ -160,11 +165,17 @@ def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str)
                 raise SignatureDriftError(path, json_path(("steps", name, "spans", i, "source")),
                                           f"{rule['source']!r} is not an input field of step {name!r} (its "
                                           f"inputs: {_names(signature.input_fields)})")
+        if step.get("verbalizer"):
+            try:
+                check_verbalizer(signature, step["verbalizer"])
+            except ValueError as exc:
+                raise SignatureDriftError(path, json_path(("steps", name, "verbalizer")), str(exc)) from None
         if output_schema(signature, step["strategy"]["name"]) != step["output_schema"]:
             raise SignatureDriftError(path, json_path(("steps", name, "output_schema")),
                                       "the program's output schema differs (reordered output fields?)")
         if step["strategy"]["name"] == "score":
-            _check_labels(path, name, signature, (step["strategy"].get("calibration") or {}).get("prior"))
+            _check_labels(path, name, signature, (step["strategy"].get("calibration") or {}).get("prior"),
+                          step.get("verbalizer") or {})
 
 
 def apply_descriptions(program: dspy.Module, steps: dict[str, Any]) -> None:

@@ -24,6 +24,7 @@ from optimizer.space.calibration import choose
 from optimizer.space.retrieval import Retriever
 from optimizer.space.variant import StepConfig
 from optimizer.spans import SPAN_METADATA_KEY, span_metadata
+from optimizer.verbalizers import to_labels, to_words, verbalize_signature
 
 REASONING_FIELD = "reasoning"
 REASONING_DESC = "Think step by step, briefly, before giving the answer."
@@ -39,19 +40,29 @@ class ConfiguredPredict(dspy.Predict):
     ``config.retrieval``, each call's demos are retrieved for its inputs (the index is built here, once).
     Label scoring makes one scoring call and returns the label with the highest calibrated probability
     (the config's ``prior``; none: uncalibrated), reporting that probability as the confidence.
-    ``step`` (its name in the program) is the step its calls run in, wherever the program runs (an
-    evaluation, ``progopt run``): each step of a program on a local model gets its own llama.cpp instance."""
+    A ``verbalizer`` (label words) changes what the prompt shows, generates and scores; predictions are
+    mapped back to the declared labels (:mod:`optimizer.verbalizers`). ``step`` (its name in the program) is
+    the step its calls run in, wherever the program runs (an evaluation, ``progopt run``): each step of a
+    program on a local model gets its own llama.cpp instance."""
 
     def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM, step: str | None = None):
+        self.declared = signature  # the step's own signature: what predictions are mapped back to
+        if config.verbalizer:
+            signature = verbalize_signature(signature, config.verbalizer)
         if config.strategy == "cot":
             signature = signature.prepend(REASONING_FIELD, dspy.OutputField(desc=REASONING_DESC), type_=str)
         super().__init__(signature.with_instructions(config.instruction))
         self.step_config = config
         self.lm = lm
-        self.demos = [dspy.Example(**d) for d in config.demos]
+        self.demos = [self._example(d) for d in config.demos]
         self.adapter = make_adapter(config.format)
         self.step = step
         self.retriever = Retriever(config.retrieval) if config.retrieval else None
+
+    def _example(self, demo: dict[str, Any]) -> dspy.Example:
+        """A demo as the prompt shows it: labels as the step's label words, when it has a verbalizer."""
+        words = self.step_config.verbalizer
+        return dspy.Example(**(to_words(self.declared, words, demo) if words else demo))
 
     def scored(self, **kwargs: Any) -> tuple[Any, list[float], dict[str, Any]]:
         """One scoring call: the step's label set, each label's summed log-prob, and the inputs used."""
@@ -72,10 +83,16 @@ class ConfiguredPredict(dspy.Predict):
         return {**kwargs, "config": config}
 
     def forward(self, **kwargs: Any) -> dspy.Prediction:
+        prediction = self._forward(**kwargs)
+        if self.step_config.verbalizer:
+            to_labels(self.declared, self.step_config.verbalizer, prediction)
+        return prediction
+
+    def _forward(self, **kwargs: Any) -> dspy.Prediction:
         cfg = self.step_config
         kwargs = self._with_spans(kwargs)
         if self.retriever is not None and "demos" not in kwargs:
-            kwargs["demos"] = [dspy.Example(**d) for d in self.retriever.demos(kwargs)]
+            kwargs["demos"] = [self._example(d) for d in self.retriever.demos(kwargs)]
         with in_step(self.step):
             if cfg.strategy == "score":
                 labels, logprobs, inputs = self.scored(**kwargs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import MappingProxyType
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
@@ -45,6 +46,8 @@ class StepConfig(BaseModel):
     retrieval: RetrievalConfig | None = Field(None, description="per-input retrieved demos (then demos is empty)")
     spans: list[SpanRule] = Field(default_factory=list, description="output strings decoded as copies of an "
                                   "input (optimizer.spans), on local models")
+    verbalizer: dict[str, dict[str, str]] = Field(default_factory=dict, description="label words: output field "
+                                                  "-> {label: word} the prompt uses (optimizer.verbalizers)")
 
 
 def strategy_settings(strategy: str) -> dict[str, Any]:
@@ -60,6 +63,9 @@ def strategy_settings(strategy: str) -> dict[str, Any]:
     raise ValueError(f"unknown strategy {strategy!r}: use direct, cot, scK (K >= 2), score, score-cc or score-bc")
 
 
+KNOB_DEFAULTS = MappingProxyType({"spans": "on", "verbalizer": "labels"})
+
+
 class StepChoice(BaseModel):
     """One step's point in the search space, by candidate id."""
 
@@ -71,14 +77,16 @@ class StepChoice(BaseModel):
     strategy: str = "direct"
     format: Format = "json"
     spans: Literal["on", "off"] = Field("on", description="copied-span decoding, for a step with span rules")
+    verbalizer: str = Field("labels", description="label words: 'labels' (none) or a candidate of the step")
 
     @model_serializer(mode="wrap")
-    def _without_default_spans(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """"on" (the default, and all a step without span rules has) is left out, so variants keep the keys
-        and params they had before the knob existed."""
+    def _without_defaults(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Knobs at their default (all a step without the knob's candidates has) are left out, so variants
+        keep the keys and params they had before the knob existed."""
         data = handler(self)
-        if data.get("spans") == "on":
-            data.pop("spans")
+        for knob, default in KNOB_DEFAULTS.items():
+            if data.get(knob) == default:
+                data.pop(knob)
         return data
 
 
@@ -110,6 +118,8 @@ class StepSpace(BaseModel):
     retrieved: dict[str, RetrievalConfig] = Field(default_factory=dict, description="retrieved-demo candidates")
     spans: list[SpanRule] = Field(default_factory=list, description="the step's copied-span rules (declared or "
                                   "inferred); spaces stored before them have none")
+    verbalizers: dict[str, dict[str, dict[str, str]]] = Field(default_factory=dict, description="label-word "
+                                                               "candidates by source ('signature', 'auto')")
 
 
 class SearchSpace(BaseModel):
@@ -129,7 +139,8 @@ class SearchSpace(BaseModel):
         s = self.steps[step]
         strategies = [k for k in self.strategies if s.labels_only or not is_scoring(k)] or ["direct"]
         return {"instruction": list(s.instructions), "demos": [*s.demo_sets, *s.retrieved], "model": self.models,
-                "strategy": strategies, "format": list(self.formats), **({"spans": ["on", "off"]} if s.spans else {})}
+                "strategy": strategies, "format": list(self.formats), **({"spans": ["on", "off"]} if s.spans else {}),
+                **({"verbalizer": ["labels", *s.verbalizers]} if s.verbalizers else {})}
 
     def size(self) -> int:
         n = 1
@@ -145,5 +156,7 @@ class SearchSpace(BaseModel):
             s = self.steps[name]
             demos = {"retrieval": s.retrieved[c.demos]} if c.demos in s.retrieved else {"demos": s.demo_sets[c.demos]}
             out[name] = StepConfig(instruction=s.instructions[c.instruction], model=c.model, format=c.format,
-                                   spans=s.spans if c.spans == "on" else [], **demos, **strategy_settings(c.strategy))
+                                   spans=s.spans if c.spans == "on" else [],
+                                   verbalizer=s.verbalizers.get(c.verbalizer, {}), **demos,
+                                   **strategy_settings(c.strategy))
         return out
