@@ -75,11 +75,12 @@ def test_open_settings_are_filled_for_the_budget(calls, draws, final_top, valida
     space, search, reasons = scaled(SpaceSettings(), SearchSettings(), Budget(calls=calls), 200)
     assert space.strategies == DEFAULT_STRATEGIES and space.demo_draws == draws
     assert search.final_top == final_top and search.final_share == 0.25 and search.validation == validation
-    assert len(reasons) == 3 + (validation < 200)
+    assert space.label_words == (("signature",) if calls is not None and calls < 300 else ("signature", "auto"))
+    assert len(reasons) == 4 + (validation < 200)
 
 
 def test_given_settings_are_kept_as_given():
-    given = SpaceSettings(strategies=("direct",), demo_draws=2)
+    given = SpaceSettings(strategies=("direct",), demo_draws=2, label_words=())
     space, search, reasons = scaled(given, SearchSettings(final_top=0, final_share=0.1, validation=60),
                                     Budget(calls=5000), 200)
     assert (space.strategies, space.demo_draws, search.final_top, search.final_share) == (("direct",), 2, 0, 0.1)

@@ -81,7 +81,9 @@ def run(args: argparse.Namespace) -> int:
     space = SpaceSettings(formats=tuple(args.formats), strategies=args.strategies and tuple(args.strategies),
                           proposer=None if args.proposer == "none" else args.proposer,
                           teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
-                          retrieval_sizes=tuple(args.retrieved_demos))
+                          retrieval_sizes=tuple(args.retrieved_demos),
+                          label_words=None if args.label_words is None else tuple(
+                              w for w in args.label_words if w != "none"))
     _remember_trust(args.program, out)  # before the compile: its MLflow model is loaded once to be checked
     result = compile(
         task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool, testset=test,
@@ -104,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     from optimizer.search.defaults import (
+        AUTO_WORDS_FROM,
         CALLS_PER_VALIDATION_EXAMPLE,
         DEFAULT_STRATEGIES,
         DRAWS_FROM,
@@ -145,6 +148,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--retrieved-demos", nargs="*", type=positive_int, default=list(space.retrieval_sizes),
                    metavar="K", help="retrieved-demo candidates: the K most similar training examples per input "
                    "(default: none)")
+    p.add_argument("--label-words", nargs="+", default=None, choices=("signature", "auto", "none"),
+                   help="label-word candidates of label steps: words the signature gives, words found from the "
+                   f"training data ('none': the labels only) (default: signature, and auto from {AUTO_WORDS_FROM} "
+                   "calls)")
     p.add_argument("--proposer", default=space.proposer, help="pool model proposing instructions ('none' to skip)")
     p.add_argument("--teacher", default=space.teacher, help="pool model bootstrapping demos ('none' to skip)")
     p.add_argument("--minibatch", type=positive_int, default=search.minibatch,

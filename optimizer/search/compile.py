@@ -74,9 +74,9 @@ def compile(program: dspy.Module, *, trainset: Sequence[dspy.Example], valset: S
                 built = session.space(lambda: build_space(
                     program, trainset, metric, models=pool.names, lm_for=pool.lm, seed=seed, proposer=proposer,
                     teacher=teacher, strategies=strategies, formats=formats, demo_draws=draws,
-                    retrieval_sizes=space.retrieval_sizes),
+                    retrieval_sizes=space.retrieval_sizes, label_words=space.label_words or ()),
                     models=pool.names, strategies=strategies, formats=formats, demo_draws=draws,
-                    retrieval_sizes=space.retrieval_sizes)
+                    retrieval_sizes=space.retrieval_sizes, label_words=space.label_words or ())
             except BudgetExhausted as exc:
                 raise BudgetExhausted(f"the budget ran out while building the search space: {exc}") from exc
             session.search(built)

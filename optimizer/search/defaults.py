@@ -33,6 +33,7 @@ DEFAULT_STRATEGIES: tuple[str, ...] = ("direct", "score-bc")
 DRAWS_FROM, MORE_DRAWS_FROM = 300, 2000
 FINAL_FROM, FINAL_TOP, FINAL_SHARE = 800, 5, 0.25  # as measured in the head-to-head
 CALLS_PER_VALIDATION_EXAMPLE, MIN_VALIDATION = 12, 30
+AUTO_WORDS_FROM = 300  # automatic label words cost about 8 scoring calls per label and scoring model
 
 
 def _draws(calls: int | None) -> int:
@@ -58,6 +59,9 @@ def scaled(space: SpaceSettings, search: SearchSettings, budget: Budget, validat
     if space.strategies is None:
         fills["strategies"] = DEFAULT_STRATEGIES
         reasons.append("label scoring with batch calibration beside direct decoding on label steps")
+    if space.label_words is None:
+        fills["label_words"] = ("signature", "auto") if calls is None or calls >= AUTO_WORDS_FROM else ("signature",)
+        reasons.append(f"label words as candidates on label steps: {' and '.join(fills['label_words'])}")  # type: ignore[arg-type]
     if space.demo_draws is None:
         fills["demo_draws"] = _draws(calls)
         reasons.append(f"{fills['demo_draws']} label-balanced demo draws per size for {for_calls}")

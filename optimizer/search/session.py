@@ -137,10 +137,12 @@ class Session:
             yield
 
     def space(self, build: Callable[[], SearchSpace], *, models: Sequence[str], strategies: Sequence[str],
-              formats: Sequence[str], demo_draws: int = 1, retrieval_sizes: Sequence[int] = ()) -> SearchSpace:
+              formats: Sequence[str], demo_draws: int = 1, retrieval_sizes: Sequence[int] = (),
+              label_words: Sequence[str] = ()) -> SearchSpace:
         """The study's stored space, or a newly built one stored with it (so a resume searches the same).
 
-        A stored space must have the requested models, strategies, formats, demo draws and retrieval sizes
+        A stored space must have the requested models, strategies, formats, demo draws, retrieval sizes and
+        label-word sources
         (else :class:`UsageError`:
         a rerun with other options never silently searches the old space). Budget exhaustion during the
         build propagates and nothing is stored. Workers that build concurrently build the same space (the
@@ -148,9 +150,10 @@ class Session:
         space = self.store.space(build)
         self.save_spent()
         asked = {"models": list(models), "strategies": list(strategies), "formats": list(formats),
-                 "demo draws": demo_draws, "retrieval sizes": list(retrieval_sizes)}
+                 "demo draws": demo_draws, "retrieval sizes": list(retrieval_sizes), "label words": list(label_words)}
         has = {"models": space.models, "strategies": space.strategies, "formats": space.formats,
-               "demo draws": space.demo_draws, "retrieval sizes": space.retrieval_sizes}
+               "demo draws": space.demo_draws, "retrieval sizes": space.retrieval_sizes,
+               "label words": space.label_words}
         if asked != has:
             diff = "; ".join(f"{k} {has[k]} (asked {asked[k]})" for k in asked if asked[k] != has[k])
             raise UsageError(f"the study searches {diff}: use the same options or another study name",

@@ -12,6 +12,7 @@ from optimizer.space.variant import Format, strategy_settings
 
 Sampler = Literal["tpe", "nsga2", "random", "coordinate", "exhaustive"]
 Objective = Literal["quality", "cost", "latency"]
+LabelWords = Literal["signature", "auto"]
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 OBJECTIVE_NAMES: tuple[str, ...] = get_args(Objective)
 FORMATS: tuple[str, ...] = get_args(Format)
@@ -70,7 +71,8 @@ class SpaceSettings(BaseModel):
     """What each step's search space holds: prompt formats, decoding strategies, the pool members that
     propose instructions and bootstrap demos ("first": the pool's first model; None: none), label-balanced
     demo sets per size (``demo_draws``, each with its own seed and order) and retrieved-demo candidates
-    (``retrieval_sizes``: ``knn{k}``, the k most similar training examples per input). ``None`` (strategies,
+    (``retrieval_sizes``: ``knn{k}``, the k most similar training examples per input) and label-word candidates
+    for label steps (``label_words``: "signature", "auto"; :mod:`optimizer.verbalizers`). ``None`` (strategies,
     demo draws) leaves the setting to the budget (:func:`optimizer.search.defaults.scaled`); retrieval stays
     opt-in (within the CIs at 3-4x the seconds per example)."""
 
@@ -82,6 +84,7 @@ class SpaceSettings(BaseModel):
     teacher: str | None = "first"
     demo_draws: int | None = Field(None, ge=1, le=64)
     retrieval_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = ()
+    label_words: tuple[LabelWords, ...] | None = None
 
     @field_validator("strategies")
     @classmethod

@@ -18,6 +18,7 @@ from optimizer.search.candidates import (
     propose,
     rewrites,
 )
+from optimizer.search.label_words import words_for
 from optimizer.search.retrieval import retrieval_candidates
 from optimizer.space.build import baseline_steps
 from optimizer.space.variant import Format, SearchSpace, StepSpace
@@ -36,11 +37,12 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
                 proposer: str | None, teacher: str | None, n_proposals: int = 2,
                 demo_sizes: Sequence[int] = (2, 4), strategies: Sequence[str] = ("direct",),
                 formats: Sequence[Format] = ("json",), demo_draws: int = 1,
-                retrieval_sizes: Sequence[int] = ()) -> SearchSpace:
+                retrieval_sizes: Sequence[int] = (), label_words: Sequence[str] = ()) -> SearchSpace:
     """Candidates per step. Every LM call made here (proposals, bootstrapping) counts toward the budget.
     ``demo_draws``: label-balanced sets per demo size (plus one demo per label where no size shows every
     label: :func:`covering_sizes`); ``retrieval_sizes``: a retrieved-demo candidate
-    (``knn{k}``) per size, over the step's training examples."""
+    (``knn{k}``) per size, over the step's training examples; ``label_words``: label-word candidates of label
+    steps by source ("signature", "auto": :mod:`optimizer.search.label_words`)."""
     predictors = dict(program.named_predictors())
     label_fields = {name: first_label_field(p.signature) for name, p in predictors.items()}
     boot: dict[str, list[list[dict[str, Any]]]] = {}
@@ -65,6 +67,7 @@ def build_space(program: dspy.Module, trainset: Sequence[dspy.Example], metric: 
                                          retrieval_sizes, seed)
         steps[name] = StepSpace(instructions=instructions, demo_sets={k: _plain(v) for k, v in demo_sets.items()},
                                 retrieved=retrieved, labels_only=label_set(sig) is not None,
-                                spans=step_spans(sig, trainset))
+                                spans=step_spans(sig, trainset),
+                                verbalizers=words_for(sig, label_words, trainset, lm_for, models, seed))
     return SearchSpace(steps=steps, models=list(models), strategies=list(strategies), formats=list(formats),
-                       demo_draws=demo_draws, retrieval_sizes=list(retrieval_sizes))
+                       demo_draws=demo_draws, retrieval_sizes=list(retrieval_sizes), label_words=list(label_words))

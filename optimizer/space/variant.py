@@ -133,6 +133,7 @@ class SearchSpace(BaseModel):
     formats: list[Format] = Field(default_factory=lambda: ["json"])
     demo_draws: int = 1  # label-balanced sets per demo size (spaces stored before issue #16: 1)
     retrieval_sizes: list[int] = Field(default_factory=list)  # knn{k} candidates per step
+    label_words: list[str] = Field(default_factory=list)  # label-word sources searched (spaces before: none)
 
     def choices(self, step: str) -> dict[str, list[str]]:
         """The categorical choices of ``step``, field by field, in a fixed order."""

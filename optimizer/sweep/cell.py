@@ -256,7 +256,8 @@ def _progopt(settings: CellSettings, folder: Path, task: Any, train: list, val: 
                                                validation=settings.validation or (
                                                    None if settings.open_space() else len(val))),
                          space=SpaceSettings(formats=settings.formats, strategies=settings.strategies,
-                                             demo_draws=settings.demo_draws, retrieval_sizes=settings.retrieval_sizes),
+                                             demo_draws=settings.demo_draws, retrieval_sizes=settings.retrieval_sizes,
+                                             label_words=settings.label_words),
                          storage=storage or f"sqlite:///{folder / 'study.db'}",
                          study_name=f"cell-{settings.cell_id()}", program_ref=settings.program.ref,
                          observer=observer, show_progress=False)

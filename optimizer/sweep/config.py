@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from optimizer.errors import ProgoptError
 from optimizer.files import read_regular
 from optimizer.models.spec import known_model_name
-from optimizer.search.settings import Sampler
+from optimizer.search.settings import LabelWords, Sampler
 from optimizer.space.variant import Format, strategy_settings
 from optimizer.sweep.preflight import CellCheckError, check_cells, written_at
 from optimizer.sweep.yaml_nodes import first_problem, key_path, line_of
@@ -45,7 +45,8 @@ Optimizer = Literal["progopt", "ZeroShot", "LabeledFewShot", "BootstrapFewShot",
                     "MIPROv2", "GEPA"]
 DEFAULT_MODELS = ("local/smollm2-135m", "local/gemma3-270m")
 # The fixed space and selection cells ran with before the budget-scaled defaults (see CellSettings._canonical).
-LEGACY_DEFAULTS: dict[str, Any] = {"strategies": ["direct"], "demo_draws": 1, "final_top": 0, "final_share": 0.25}
+LEGACY_DEFAULTS: dict[str, Any] = {"strategies": ["direct"], "demo_draws": 1, "final_top": 0, "final_share": 0.25,
+                                   "label_words": []}
 PLACEHOLDER = {"ref": "program.py:Program"}  # lets one entry's values be validated on their own
 # A matrix axis whose values are mappings of settings that go together (optimizer with its budget rule).
 VARIANT_AXIS = "variant"
@@ -101,6 +102,8 @@ class CellSettings(BaseModel):
                                    "size (None: by budget)")
     retrieval_sizes: tuple[Annotated[int, Field(ge=1, le=64)], ...] = Field(
         (), description="progopt cells: retrieved-demo candidates knn{k} (k most similar training examples)")
+    label_words: tuple[LabelWords, ...] | None = Field(None, description="progopt cells: label-word candidates "
+                                                       "of label steps, 'signature' and/or 'auto' (None: by budget)")
     search: Sampler = "tpe"
     minibatch: int = Field(12, gt=0, le=10_000)
     final_top: int | None = Field(None, ge=0, le=20, description="progopt cells: the top validated variants "
@@ -141,7 +144,8 @@ class CellSettings(BaseModel):
 
     def open_space(self) -> bool:
         """A progopt cell that leaves a space or selection setting to the compile's budget-scaled defaults."""
-        return self.optimizer == "progopt" and None in (self.strategies, self.demo_draws, self.final_top)
+        return self.optimizer == "progopt" and None in (self.strategies, self.demo_draws, self.final_top,
+                                                        self.label_words)
 
     def _canonical(self) -> dict[str, Any]:
         """The settings that differ from their defaults. A setting given at its value from before the

@@ -44,7 +44,7 @@ def main(storage: str, cache: str, log: str, out: str, budget: str, tracking_uri
                      testset=TASK.load("test", limit=4), metric=metric, models=pool, budget=Budget(calls=int(budget)),
                      search=SearchSettings(minibatch=4, seed=7, final_top=2, final_share=FINAL_SHARE, validation=8),
                      space=SpaceSettings(formats=("json",), proposer=None, teacher="first", strategies=("direct",),
-                                         demo_draws=1),
+                                         label_words=(), demo_draws=1),
                      storage=storage, study_name=STUDY, observer=tracker, show_progress=False)
     Path(out).write_text(result.model_dump_json(), encoding="utf-8")
 

@@ -48,7 +48,7 @@ def _compile(pool: ModelPool, seed: int, storage: str | None = None) -> CompileR
                    search=SearchSettings(sampler="random", objectives=("quality",), minibatch=6,
                                          promote_fraction=0.5, seed=seed, final_top=0),
                    space=SpaceSettings(formats=("json",), proposer=None, teacher=None, strategies=("direct",),
-                                       demo_draws=1),
+                                       label_words=(), demo_draws=1),
                    storage=storage, study_name="faults", show_progress=False)
 
 

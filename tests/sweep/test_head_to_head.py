@@ -29,7 +29,7 @@ def _cell(optimizer: str, scores: list[float], *, seed: int = 0, program: Progra
 
 def _progopt(scores: list[float], **kw) -> CellOutcome:
     return _cell("progopt", scores, models=("local/smollm2-135m", "local/gemma3-270m"), budget_from="dspy-max",
-                 **{"strategies": ("direct",), "demo_draws": 1, "final_top": 0, **kw})
+                 **{"strategies": ("direct",), "demo_draws": 1, "final_top": 0, "label_words": (), **kw})
 
 
 def test_the_rival_is_the_best_dspy_optimizer_of_the_same_seed_and_never_zero_shot():
