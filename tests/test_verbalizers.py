@@ -15,6 +15,7 @@ from dspy.lm15 import Request
 from optimizer import runtime
 from optimizer.artifact import load_artifact
 from optimizer.artifact.errors import SignatureDriftError
+from optimizer.artifact.prompts import step_views
 from optimizer.artifact.signature import step_config
 from optimizer.models import ModelSpec
 from optimizer.models.base import Generation
@@ -140,6 +141,9 @@ def test_artifacts_round_trip_the_words_and_refuse_words_that_do_not_fit(tmp_pat
     program = load_artifact(path)
     program.classify.lm = word_lm
     assert program(sentence="an awful film").sentiment == "negative"
+    view = step_views(path)["classify"]
+    assert "Sentiment: good" in view.prompt and "Sentiment: positive" not in view.prompt
+    assert any('label words' in n and '"good": "positive"' in n for n in view.notes)
     old = save_sentiment(tmp_path / "old.json", spec=FAKE, format="compact")
     assert "verbalizer" not in json.loads(old.read_text())["steps"]["classify"]
     assert step_config(json.loads(old.read_text())["steps"]["classify"]).verbalizer == {}
