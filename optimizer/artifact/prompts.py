@@ -114,8 +114,8 @@ def _notes(step: dict[str, Any]) -> list[str]:
                      f"{strategy['temperature']} and takes the majority; the request is one sample")
     if step.get("retrieval"):
         notes.append("retrieved demos: progopt picks this step's demos per input; shown with the input given")
-    for field, words in (step.get("verbalizer") or {}).items():
-        notes.append(f"label words: the model answers `{field}` with a word that progopt maps back to its label "
+    for name, words in (step.get("verbalizer") or {}).items():
+        notes.append(f"label words: the model answers `{name}` with a word that progopt maps back to its label "
                      f"(word -> label: {json.dumps({w: label for label, w in words.items()}, ensure_ascii=False)})")
     return notes
 
