@@ -193,9 +193,9 @@ def test_sweep_cells_carry_the_demo_settings_and_earlier_cells_keep_their_ids():
     assert (cell.demo_draws, cell.strategies, cell.final_top, cell.retrieval_sizes) == (None, None, None, ())
     assert cell.open_space() and cell.label().endswith("+auto")  # the budget-scaled defaults (issue #37)
     fixed = type(cell).model_validate({**cell.model_dump(), "strategies": ["direct"], "demo_draws": 1,
-                                       "final_top": 0})
+                                       "final_top": 0, "label_words": []})
     legacy = fixed.model_dump(mode="json", exclude_defaults=True)
-    for key in ("strategies", "demo_draws", "final_top"):
+    for key in ("strategies", "demo_draws", "final_top", "label_words"):
         legacy.pop(key)
     import hashlib
     import json

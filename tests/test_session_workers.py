@@ -62,7 +62,7 @@ def _compile(storage: str, metric_fn=metric, **kw) -> object:
                    search=SearchSettings(sampler="random", objectives=("quality",), minibatch=12,
                                          promote_fraction=1.0, seed=0, final_top=0),
                    space=SpaceSettings(formats=kw.pop("formats", ("json",)), demo_draws=kw.pop("demo_draws", 1),
-                                       proposer=None, teacher=None, strategies=("direct",)),
+                                       proposer=None, teacher=None, strategies=("direct",), label_words=()),
                    storage=storage, study_name="s", show_progress=False, **kw)
 
 

@@ -24,7 +24,15 @@ from optimizer.artifact.errors import (
     ArtifactProgramError,
     ArtifactTrustError,
 )
-from optimizer.artifact.schema import check_version, json_path, parse, read_bounded, validate, verify_hash
+from optimizer.artifact.schema import (
+    check_version,
+    json_path,
+    model_sites,
+    parse,
+    read_bounded,
+    validate,
+    verify_hash,
+)
 from optimizer.artifact.signature import apply_descriptions, check_program, step_config
 from optimizer.artifact.trust import TrustPolicy, checked_models
 from optimizer.models.pool import ModelPool
@@ -80,11 +88,14 @@ def _program(doc: dict[str, Any], path: Path, policy: TrustPolicy, program: type
         raise ArtifactProgramError(path, "program.ref", f"{ref}() failed: {type(exc).__name__}: {exc}") from exc
 
 
-def _pool(configs: dict[str, dict[str, Any]], path: Path, engine_for: Callable[[ModelSpec], Any] | None) -> ModelPool:
-    """One pool entry per model name; two steps naming one model must configure it identically."""
+def _pool(doc: dict[str, Any], configs: dict[str, dict[str, Any]], path: Path,
+          engine_for: Callable[[ModelSpec], Any] | None) -> ModelPool:
+    """One pool entry per model name; two steps (or ensemble members) naming one model must configure it
+    identically. ``configs``: the checked model configs by :func:`model_sites` label."""
     specs: dict[str, tuple[str, ModelSpec]] = {}
+    paths = {label: at for label, at, _ in model_sites(doc)}
     for step, config in configs.items():
-        at = ("steps", step, "model")
+        at = paths[step]
         try:
             spec = ModelSpec(**config)
         except ValidationError as exc:
@@ -93,7 +104,7 @@ def _pool(configs: dict[str, dict[str, Any]], path: Path, engine_for: Callable[[
         first_step, prior = specs.setdefault(spec.name, (step, spec))
         if prior != spec:
             raise ArtifactFormatError(path, json_path(at), f"model {spec.name!r} is configured differently in "
-                                      f"{json_path(('steps', first_step, 'model'))}: one name, one configuration")
+                                      f"{json_path(paths[first_step])}: one name, one configuration")
     return ModelPool((spec for _, spec in specs.values()), engine_for=engine_for)
 
 
@@ -124,6 +135,6 @@ def load_artifact(path: str | Path, *, program: type[dspy.Module] | None = None,
             make_adapter(step["format"])
         except (ImportError, ValueError) as exc:
             raise ArtifactFormatError(path, json_path(("steps", name, "format")), str(exc)) from None
-    pool = _pool(configs, path, engine_for)
+    pool = _pool(doc, configs, path, engine_for)
     apply_descriptions(module, steps)
     return build_program(module, {name: step_config(step) for name, step in steps.items()}, pool.lm)

@@ -25,6 +25,7 @@ from optimizer.artifact.schema import (
     check_text,
     content_hash,
     json_path,
+    model_sites,
     schema,
     validate,
 )
@@ -97,12 +98,12 @@ def check_secrets(doc: dict[str, Any], path: Path) -> None:
     """Refuse credentials anywhere in the document (keys and values): user info, a query or a fragment in an
     ``api_base``, and whatever :class:`~optimizer.secrets.SecretDetector` finds (key shapes, secret-named
     values, the values of secret environment variables). The error names the field, never the value."""
-    for name, step in doc["steps"].items():
-        base = step["model"].get("api_base")
+    for _, at, model in model_sites(doc):
+        base = model.get("api_base")
         if base:
             url = urlsplit(base)
             if url.username or url.password or url.query or url.fragment or "@" in url.netloc:
-                raise ArtifactSecretError(path, json_path(("steps", name, "model", "api_base")),
+                raise ArtifactSecretError(path, json_path((*at, "api_base")),
                                           "an API base URL may not carry user info, a query or a fragment: "
                                           "keys come from the provider's environment variables")
     detector = SecretDetector()
@@ -136,8 +137,13 @@ def save_artifact(path: str | Path, *, program_ref: str, program: dspy.Module, s
         if spec is None or spec.name != config.model:
             raise ArtifactFormatError(path, json_path(("steps", name, "model", "name")),
                                       f"no ModelSpec named {config.model!r} in models")
+        missing = next((m.model for m in config.members if m.model not in models), None)
+        if missing is not None:
+            raise ArtifactFormatError(path, json_path(("steps", name, "members")), f"no ModelSpec named {missing!r} "
+                                      "in models")
         try:
-            step_docs[name] = describe_step(predictors[name].signature, config, spec)
+            step_docs[name] = describe_step(predictors[name].signature, config, spec,
+                                            [models[m.model] for m in config.members])
         except Exception as exc:  # noqa: BLE001 - pydantic cannot describe a field's type
             raise ArtifactFormatError(path, json_path(("steps", name, "signature")),
                                       f"{type(exc).__name__}: {exc}") from exc
@@ -185,10 +191,10 @@ def save_result(result: CompileResult, path: str | Path, *, program: dspy.Module
     steps = result.chosen_steps()
     chosen = [t for t in [*result.baselines, *result.trials] if t.variant_key == result.chosen]
     validation = next((t for t in reversed(chosen) if t.stage == "full"), None) or next(
-        (t for t in chosen if t.stage == "baseline"), None)
+        (t for t in chosen if t.stage in ("final", "baseline")), None)  # an ensemble exists at the final stage only
     test = next((t for t in reversed(result.test) if t.variant_key == result.chosen), None)
     try:
-        models = {c.model: pool[c.model] for c in steps.values()}
+        models = {m.model: pool[m.model] for c in steps.values() for m in (c, *c.members)}
     except KeyError as exc:
         raise ArtifactError(path, "steps", str(exc)) from exc
     return save_artifact(path, program_ref=result.program, program=program, steps=steps, models=models,

@@ -61,6 +61,18 @@ def json_path(parts: list[str | int] | tuple[str | int, ...]) -> str:
     return out or "$"
 
 
+def model_sites(doc: dict[str, Any]) -> list[tuple[str, tuple[str | int, ...], dict[str, Any]]]:
+    """Every model object of a (schema-valid) document as ``(label, JSON path, model)``: each step's, and each
+    ensemble member's (label ``step.members[i]``). Every reader of models (trust checks, ``progopt uses``, the
+    pool, the secret check) goes through this, so a model the artifact names anywhere is checked."""
+    sites = []
+    for name, step in doc["steps"].items():
+        sites.append((name, ("steps", name, "model"), step["model"]))
+        for i, member in enumerate(step.get("members") or []):
+            sites.append((f"{name}.members[{i}]", ("steps", name, "members", i, "model"), member["model"]))
+    return sites
+
+
 def canonical_json(obj: Any) -> bytes:
     """The bytes the content hash covers: sorted keys, no whitespace, UTF-8, no NaN/Infinity."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()

@@ -55,7 +55,32 @@ def output_schema(signature: type[dspy.Signature], strategy: str) -> dict[str, A
     return {**out, "$defs": defs} if defs else out
 
 
-def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: ModelSpec) -> dict[str, Any]:
+def _strategy(config: StepConfig) -> dict[str, Any]:
+    return {"name": config.strategy, "samples": config.samples, "temperature": config.temperature,
+            **({"calibration": {"mode": config.calibration, "prior": config.prior}}
+               if config.strategy == "score" else {})}
+
+
+def describe_member(config: StepConfig, spec: ModelSpec) -> dict[str, Any]:
+    """One ensemble member as artifact JSON (``steps.<name>.members[i]``): what differs between members."""
+    return {"instructions": config.instruction, "demos": config.model_dump(mode="json")["demos"],
+            "model": spec.model_dump(mode="json"), "strategy": _strategy(config), "format": config.format,
+            **({"retrieval": config.retrieval.model_dump(mode="json")} if config.retrieval else {}),
+            **({"verbalizer": config.verbalizer} if config.verbalizer else {})}
+
+
+def member_config(member: dict[str, Any]) -> StepConfig:
+    """The :class:`StepConfig` of a (validated) ensemble member object."""
+    strategy, calibration = member["strategy"], member["strategy"].get("calibration") or {}
+    return StepConfig(instruction=member["instructions"], demos=member["demos"], model=member["model"]["name"],
+                      strategy=strategy["name"], samples=strategy["samples"], temperature=strategy["temperature"],
+                      format=member["format"], calibration=calibration.get("mode", "none"),
+                      prior=calibration.get("prior"), retrieval=member.get("retrieval"),
+                      verbalizer=member.get("verbalizer") or {})
+
+
+def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: ModelSpec,
+                  member_specs: list[ModelSpec] | None = None) -> dict[str, Any]:
     """One step as artifact JSON (the ``steps.<name>`` object); ``retrieval`` (settings and the demo pool the
     loader rebuilds its index from) only for a step with retrieved demos, and ``spans`` only for a step with
     copied-span rules, ``verbalizer`` only for a step with label words, so older artifacts stay valid."""
@@ -65,14 +90,14 @@ def describe_step(signature: type[dspy.Signature], config: StepConfig, spec: Mod
                       "outputs": describe_fields(signature.output_fields)},
         "demos": config.model_dump(mode="json")["demos"],
         "model": spec.model_dump(mode="json"),
-        "strategy": {"name": config.strategy, "samples": config.samples, "temperature": config.temperature,
-                     **({"calibration": {"mode": config.calibration, "prior": config.prior}}
-                        if config.strategy == "score" else {})},
+        "strategy": _strategy(config),
         "format": config.format,
         "output_schema": output_schema(signature, config.strategy),
         **retrieval,
         **({"spans": [r.model_dump(mode="json") for r in config.spans]} if config.spans else {}),
         **({"verbalizer": config.verbalizer} if config.verbalizer else {}),
+        **({"members": [describe_member(m, s) for m, s in zip(config.members, member_specs or [], strict=True)]}
+           if config.members else {}),
     }
 
 
@@ -85,7 +110,8 @@ def step_config(step: dict[str, Any]) -> StepConfig:
                       temperature=strategy["temperature"], format=step["format"],
                       calibration=calibration.get("mode", "none"), prior=calibration.get("prior"),
                       retrieval=step.get("retrieval"), spans=step.get("spans") or [],
-                      verbalizer=step.get("verbalizer") or {})
+                      verbalizer=step.get("verbalizer") or {},
+                      members=[member_config(m) for m in step.get("members") or []])
 
 
 def _names(names: Any) -> str:
@@ -143,6 +169,26 @@ def _check_retrieval(path: Path | str, step: str, signature: type[dspy.Signature
                                   f"the step (its outputs: {_names(signature.output_fields)})")
 
 
+def _check_members(path: Path | str, name: str, signature: type[dspy.Signature], step: dict[str, Any]) -> None:
+    """An ensemble step has label-scoring members (each checked as a scored step), and only an ensemble has
+    members."""
+    members, at = step.get("members") or [], ("steps", name)
+    if (step["strategy"]["name"] == "ensemble") != bool(members):
+        raise SignatureDriftError(path, json_path((*at, "members")), "an ensemble step needs members, and only "
+                                  "an ensemble step may have them")
+    for i, member in enumerate(members):
+        if member["strategy"]["name"] != "score":
+            raise SignatureDriftError(path, json_path((*at, "members", i, "strategy", "name")),
+                                      "ensemble members score labels (strategy 'score')")
+        words = member.get("verbalizer") or {}
+        try:
+            check_verbalizer(signature, words)
+        except ValueError as exc:
+            raise SignatureDriftError(path, json_path((*at, "members", i, "verbalizer")), str(exc)) from None
+        _check_labels(path, name, signature, (member["strategy"].get("calibration") or {}).get("prior"), words)
+        _check_retrieval(path, name, signature, member.get("retrieval"))
+
+
 def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str) -> None:
     """Refuse a program whose step names, field names, field types or output schemas differ from ``steps``."""
     predictors = dict(program.named_predictors())
@@ -176,6 +222,7 @@ def check_program(program: dspy.Module, steps: dict[str, Any], path: Path | str)
         if step["strategy"]["name"] == "score":
             _check_labels(path, name, signature, (step["strategy"].get("calibration") or {}).get("prior"),
                           step.get("verbalizer") or {})
+        _check_members(path, name, signature, step)
 
 
 def apply_descriptions(program: dspy.Module, steps: dict[str, Any]) -> None:

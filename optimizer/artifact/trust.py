@@ -30,7 +30,7 @@ from typing import Any
 from optimizer import refs
 from optimizer.artifact.endpoints import EndpointError, parse_endpoint
 from optimizer.artifact.errors import ArtifactTrustError
-from optimizer.artifact.schema import json_path
+from optimizer.artifact.schema import json_path, model_sites
 from optimizer.artifact.trust_file import read_trust_file, trust_file_path
 from optimizer.models.files import EMBEDDED
 
@@ -132,13 +132,14 @@ def _check_endpoint(base: str, policy: TrustPolicy, path: Path | str, at: tuple[
 
 
 def checked_models(doc: dict[str, Any], path: Path | str, policy: TrustPolicy) -> dict[str, dict[str, Any]]:
-    """Each step's model config (a :class:`ModelSpec` as a dict), after refusing any endpoint or model file
+    """Each step's (and ensemble member's, :func:`model_sites`) model config (a :class:`ModelSpec` as a dict),
+    after refusing any endpoint or model file
     ``policy`` does not allow.
     A model file's path is replaced by its resolved form, so the file checked is the file loaded.
     Reads nothing but the file system's metadata; sends nothing."""
     specs = {}
-    for name, step in doc["steps"].items():
-        model, at = dict(step["model"]), ("steps", name, "model")
+    for name, at, found in model_sites(doc):
+        model = dict(found)
         if model.get("api_base") is not None:
             _check_endpoint(model["api_base"], policy, path, at)
         embedded = _URL_IN_NAME.search(model["name"]) if model["provider"] == "litellm" else None
@@ -167,8 +168,7 @@ def uses(doc: dict[str, Any], policy: TrustPolicy) -> list[str]:
     except refs.ProgramReferenceError as exc:
         where = f"REFUSED: {exc}"
     lines = [f"code     {ref} -> {where}"]
-    for name, step in doc["steps"].items():
-        model = step["model"]
+    for name, _, model in model_sites(doc):
         if model.get("api_base"):
             try:
                 verdict = "allowed" if policy.endpoint_allowed(model["api_base"]) else "REFUSED"

@@ -74,16 +74,22 @@ def estimate(predictor: ConfiguredPredict, inputs: Sequence[dict[str, Any]]) -> 
 
 def calibrate_steps(program: dspy.Module, steps: dict[str, StepConfig], trainset: Sequence[dspy.Example],
                     lm_for: Callable[[str], dspy.LM]) -> dict[str, StepConfig]:
-    """``steps`` with a prior estimated for every calibrated score step that has none (see module doc)."""
+    """``steps`` with a prior estimated for every calibrated score step (or ensemble member) that has none
+    (see module doc)."""
     predictors = dict(program.named_predictors())
-    out = dict(steps)
-    for name, config in steps.items():
-        if config.strategy != "score" or config.calibration == "none" or config.prior is not None:
-            continue
-        signature = predictors[name].signature
-        predictor = ConfiguredPredict(signature, config.model_copy(update={"prior": None}), lm_for(config.model))
-        prior = estimate(predictor, calibration_inputs(signature, config.calibration, trainset))
-        if prior is None:
-            log.warning("step %s: no calibration prior could be estimated; it runs uncalibrated", name)
-        out[name] = config.model_copy(update={"prior": prior})
-    return out
+    return {name: _calibrated(name, predictors[name].signature, config, trainset, lm_for)
+            for name, config in steps.items()}
+
+
+def _calibrated(name: str, signature: type[dspy.Signature], config: StepConfig, trainset: Sequence[dspy.Example],
+                lm_for: Callable[[str], dspy.LM]) -> StepConfig:
+    if config.strategy == "ensemble":
+        return config.model_copy(update={"members": [_calibrated(name, signature, m, trainset, lm_for)
+                                                     for m in config.members]})
+    if config.strategy != "score" or config.calibration == "none" or config.prior is not None:
+        return config
+    predictor = ConfiguredPredict(signature, config.model_copy(update={"prior": None}), lm_for(config.model))
+    prior = estimate(predictor, calibration_inputs(signature, config.calibration, trainset))
+    if prior is None:
+        log.warning("step %s: no calibration prior could be estimated; it runs uncalibrated", name)
+    return config.model_copy(update={"prior": prior})

@@ -17,6 +17,10 @@ the stage is skipped), and evaluates each variant on the validation examples it 
 holdout (the validation part comes from the response cache), so the K are compared paired on the same,
 larger sample. Each ``final`` record is stored in the study as
 soon as it is measured, so a resumed compile redoes none; budget exhaustion midway keeps the finished ones.
+Then the **ensembles** of the best 2 and 3 label-scoring finalists (:func:`ensembles`) are scored on the same
+examples, as ``final`` records like the others: an ensemble averages its members' calibrated label
+distributions, and costs the sum of their calls (all cached here), so the choice's tie rule (more valid, then
+cheaper) ships it only when it beats every single variant beyond the paired CI.
 The compile then chooses among the ``final`` records when at least two exist, else by validation alone.
 """
 
@@ -31,9 +35,10 @@ from optimizer.accounting import BudgetExhausted
 from optimizer.records import TrialRecord
 from optimizer.results import feasible
 from optimizer.search.session import Session
-from optimizer.space.variant import SearchSpace
+from optimizer.space.variant import SearchSpace, Variant
 
 MIN_HOLDOUT = 20  # fewer held-out examples than this would not change a decision made on validation
+ENSEMBLE_SIZES = (2, 3)
 
 
 def top_validated(records: Sequence[TrialRecord], k: int, max_cost: float | None = None,
@@ -91,6 +96,24 @@ def select_final(session: Session, space: SearchSpace) -> dict[str, TrialRecord]
             final = session.evaluate(record.variant, space, data, "final", record.number, record.label)
             session.store.store_final(final)
             session.save_spent()
+        done = session.store.final_records()
+        for variant in ensembles(list(done.values())):
+            if variant.key() not in done:
+                members = [done[m.key()] for m in variant.members]
+                record = session.evaluate(variant, space, data, "final", max(m.number for m in members),
+                                          f"ensemble of {len(members)}")
+                session.store.store_final(record)
+                session.save_spent()
     except BudgetExhausted:
         pass  # the finished records stand; the choice uses them if at least two finished
     return session.store.final_records()
+
+
+def ensembles(finals: Sequence[TrialRecord]) -> list[Variant]:
+    """Ensemble candidates of the final stage: the best 2 and 3 (:data:`ENSEMBLE_SIZES`) single variants whose
+    every step scores labels, by final score (ties: cheaper). Each member's scoring calls on the final data
+    are already in the response cache, so an ensemble's evaluation costs no new model call."""
+    scored = sorted((r for r in finals if not r.variant.members and r.steps
+                     and all(s.strategy == "score" for s in r.steps.values())),
+                    key=lambda r: (-r.summary.score, r.summary.cost_per_example, r.variant_key))
+    return [Variant.ensemble([r.variant for r in scored[:n]]) for n in ENSEMBLE_SIZES if len(scored) >= n]

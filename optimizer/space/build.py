@@ -14,13 +14,14 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import dspy
+import numpy as np
 
 from optimizer.accounting import in_step, raise_stopping
 from optimizer.adapters import make_adapter
-from optimizer.adapters.scoring import scorer_for
+from optimizer.adapters.scoring import label_set, scorer_for
 from optimizer.evaluate import report_confidence
 from optimizer.models.base import capabilities_of
-from optimizer.space.calibration import choose
+from optimizer.space.calibration import calibrate, choose, distribution
 from optimizer.space.retrieval import Retriever
 from optimizer.space.variant import StepConfig
 from optimizer.spans import SPAN_METADATA_KEY, span_metadata
@@ -45,7 +46,8 @@ class ConfiguredPredict(dspy.Predict):
     the step its calls run in, wherever the program runs (an evaluation, ``progopt run``): each step of a
     program on a local model gets its own llama.cpp instance."""
 
-    def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM, step: str | None = None):
+    def __init__(self, signature: Any, config: StepConfig, lm: dspy.LM, step: str | None = None,
+                 members: tuple[ConfiguredPredict, ...] = ()):
         self.declared = signature  # the step's own signature: what predictions are mapped back to
         if config.verbalizer:
             signature = verbalize_signature(signature, config.verbalizer)
@@ -58,6 +60,7 @@ class ConfiguredPredict(dspy.Predict):
         self.adapter = make_adapter(config.format)
         self.step = step
         self.retriever = Retriever(config.retrieval) if config.retrieval else None
+        self.members = members  # ensemble: one predictor per member config (in a tuple, not a program step)
 
     def _example(self, demo: dict[str, Any]) -> dspy.Example:
         """A demo as the prompt shows it: labels as the step's label words, when it has a verbalizer."""
@@ -93,6 +96,8 @@ class ConfiguredPredict(dspy.Predict):
         kwargs = self._with_spans(kwargs)
         if self.retriever is not None and "demos" not in kwargs:
             kwargs["demos"] = [self._example(d) for d in self.retriever.demos(kwargs)]
+        if cfg.strategy == "ensemble":
+            return self._ensemble(kwargs)
         with in_step(self.step):
             if cfg.strategy == "score":
                 labels, logprobs, inputs = self.scored(**kwargs)
@@ -115,6 +120,24 @@ class ConfiguredPredict(dspy.Predict):
         fields = [f for f in self.signature.output_fields if f != REASONING_FIELD]
         winner, _ = Counter(_vote_key(p, fields) for p in preds).most_common(1)[0]
         return next(p for p in preds if _vote_key(p, fields) == winner)
+
+
+    def _ensemble(self, kwargs: dict[str, Any]) -> dspy.Prediction:
+        """The label with the highest mean calibrated probability over the members (one scoring call each).
+        Members list the labels in the declared order whatever their words, so they average by index and
+        the answer is the declared label at the best index."""
+        mean, inputs = None, {}
+        for member in self.members:
+            with in_step(self.step):
+                labels, logprobs, inputs = member.scored(**member._with_spans(dict(kwargs)))
+            probs = calibrate(distribution(logprobs), member.step_config.prior, labels.keys)
+            mean = probs if mean is None else mean + probs
+        declared = label_set(self.declared)
+        if mean is None or declared is None:
+            raise ValueError("an ensemble step needs members and label outputs")
+        best = int(np.argmax(mean))
+        report_confidence(float(mean[best] / len(self.members)))
+        return self._forward_postprocess([dict(declared.outputs[best])], self.signature, **inputs)
 
 
 _PATH = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -144,7 +167,9 @@ def build_program(program: dspy.Module, steps: Mapping[str, StepConfig],
                        f"(it has {sorted(predictors)})")
     for name, config in steps.items():
         original = predictors[name]
-        _set_path(copy, name, ConfiguredPredict(original.signature, config, lm_for(config.model), step=name))
+        members = tuple(ConfiguredPredict(original.signature, m, lm_for(m.model), step=name) for m in config.members)
+        _set_path(copy, name, ConfiguredPredict(original.signature, config, lm_for(config.model), step=name,
+                                                members=members))
     return copy
 
 

@@ -35,7 +35,7 @@ class StepConfig(BaseModel):
     instruction: str
     demos: list[dict[str, Any]] = Field(default_factory=list)
     model: str
-    strategy: Literal["direct", "cot", "sc", "score"] = "direct"
+    strategy: Literal["direct", "cot", "sc", "score", "ensemble"] = "direct"
     samples: int = Field(1, ge=1, description="self-consistency: samples voted on (each a paid call)")
     temperature: float = 0.0
     format: Format = "json"
@@ -48,6 +48,9 @@ class StepConfig(BaseModel):
                                   "input (optimizer.spans), on local models")
     verbalizer: dict[str, dict[str, str]] = Field(default_factory=dict, description="label words: output field "
                                                   "-> {label: word} the prompt uses (optimizer.verbalizers)")
+    members: list[StepConfig] = Field(default_factory=list, description="ensemble: the label-scoring configs "
+                                      "whose calibrated label distributions are averaged (the rest of this "
+                                      "config repeats the first member's, for display)")
 
 
 def strategy_settings(strategy: str) -> dict[str, Any]:
@@ -91,18 +94,34 @@ class StepChoice(BaseModel):
 
 
 class Variant(BaseModel):
-    """One choice per step, by predictor name."""
+    """One choice per step, by predictor name; or an ensemble of label-scoring variants (``members``: every
+    step averages the members' calibrated label distributions; ``steps`` repeats the first member's)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     steps: dict[str, StepChoice]
+    members: tuple[Variant, ...] = ()
+
+    @model_serializer(mode="wrap")
+    def _without_members(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No ``members`` key on a single variant, so variants keep the keys they had before ensembles."""
+        data = handler(self)
+        if not data.get("members"):
+            data.pop("members", None)
+        return data
+
+    @classmethod
+    def ensemble(cls, members: list[Variant]) -> Variant:
+        return cls(steps=members[0].steps, members=tuple(members))
 
     def key(self) -> str:
         """A short stable id: equal variants have equal keys."""
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
 
     def params(self) -> dict[str, str]:
-        """Flat ``step.field -> value`` pairs (for Optuna and MLflow params)."""
+        """Flat ``step.field -> value`` pairs (for Optuna and MLflow params); an ensemble's are its members' keys."""
+        if self.members:
+            return {"ensemble": ",".join(m.key() for m in self.members)}
         return {f"{step}.{k}": str(v) for step, c in self.steps.items() for k, v in c.model_dump().items()}
 
 
@@ -151,7 +170,12 @@ class SearchSpace(BaseModel):
         return n
 
     def resolve(self, variant: Variant) -> dict[str, StepConfig]:
-        """The runnable configuration of every step of ``variant``."""
+        """The runnable configuration of every step of ``variant`` (an ensemble's: its members' configs)."""
+        if variant.members:
+            resolved = [self.resolve(m) for m in variant.members]
+            return {name: first.model_copy(update={"strategy": "ensemble", "members": [r[name] for r in resolved],
+                                                   "verbalizer": {}, "prior": None, "calibration": "none"})
+                    for name, first in resolved[0].items()}
         out = {}
         for name, c in variant.steps.items():
             s = self.steps[name]
