@@ -307,12 +307,13 @@ def load_cells_settings(output: Path) -> list[CellSettings]:
     return [CellSettings.model_validate(item) for item in data]
 
 
-SELECT_KEYS = ("program", "optimizer", "seed", "models")
+SELECT_KEYS = ("program", "optimizer", "seed", "models", "space")
 
 
 def select(cells: list[CellSettings], only: Sequence[str]) -> list[CellSettings]:
     """The cells matching every ``KEY=V1,V2`` filter of ``only`` (keys: program (its class name), optimizer, seed,
-    models (a cell matches if it uses one of them)); how a sweep is run in pieces. Raises ValueError naming a
+    models (a cell matches if it uses one of them), space ("by-budget": a progopt cell that leaves its space to
+    the budget-scaled defaults, else "given")); how a sweep is run in pieces. Raises ValueError naming a
     filter that is malformed or matches no cell."""
     for spec in only:
         key, sep, values = spec.partition("=")
@@ -325,6 +326,8 @@ def select(cells: list[CellSettings], only: Sequence[str]) -> list[CellSettings]
                 return {cell.program.name}
             if key == "models":
                 return set(cell.models)
+            if key == "space":
+                return {"by-budget" if cell.open_space() else "given"}
             return {str(getattr(cell, key))}
 
         kept = [c for c in cells if values_of(c) & wanted]
