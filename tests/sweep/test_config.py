@@ -73,7 +73,10 @@ def test_only_filters_select_a_piece_of_the_sweep_and_name_a_bad_filter():
     _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
     piece = select(cells, ["seed=0", "program=Sentiment", "optimizer=ZeroShot,GEPA"])
     assert len(piece) == 4 and {c.optimizer for c in piece} == {"ZeroShot", "GEPA"}  # one cell per model
-    assert len(select(cells, ["models=local/gemma3-270m", "seed=1"])) == 5 * (5 + 4)  # progopt cells use the pool
+    assert len(select(cells, ["models=local/gemma3-270m", "seed=1"])) == 5 * (5 + 6)  # progopt cells use the pool
+    open_cells = select(cells, ["space=by-budget", "seed=0"])
+    assert len(open_cells) == 5 * 2 and all(c.open_space() and c.label().endswith("+auto") for c in open_cells)
+    assert not any(c.open_space() for c in select(cells, ["space=given"]))
     for bad in ("seed", "color=red", "seed=7", "seed="):
         with pytest.raises(ValueError, match="--only"):
             select(cells, [bad])
