@@ -49,7 +49,7 @@ include: [{program: {ref: programs/sentiment.py:Sentiment}, optimizer: MIPROv2, 
 def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_matched_budgets():
     _, cells = load_sweep(ROOT / "experiments" / "sweeps" / "vs-dspy.yaml")
     progopt = [c for c in cells if c.optimizer == "progopt"]
-    assert len(cells) == 210 + 3 and len(progopt) == 62 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
+    assert len(cells) == 240 + 3 and len(progopt) == 92 and {c.budget_fraction for c in progopt} == {0.5, 1.0}
     chat = [c for c in progopt if "chat" in c.formats]  # the includes: CoNLL-2003 progopt with the chat format
     assert [(c.program.name, c.seed, c.label()) for c in chat] == [
         ("EntityExtractor", 0, "progopt@1xdspy-max(json,compact,chat)"),
@@ -63,7 +63,7 @@ def test_the_head_to_head_sweep_pairs_every_dspy_optimizer_with_progopt_at_match
                 and c.optimizer == "BootstrapFewShotWithRandomSearch" and not c.optimizer_args]
     assert rerun[0].label() == "BootstrapFewShotWithRandomSearch[smollm2-135m](max_errors=100000)"
     assert all(c.budget_from == "dspy-max" and c.label().startswith("progopt@") for c in progopt)
-    assert {c.final_top for c in progopt} == {0, 5}  # with and without the final selection
+    assert {c.final_top for c in progopt} == {0, 5, None}  # with and without the final selection, and by budget
     one = [c for c in cells if c.seed == 0 and c.program == cells[0].program]
     assert len({(c.label(), c.models) for c in one}) == len(one)  # every contender is told apart in the report
     assert run_order(cells)[-1].optimizer == "progopt"  # matched budgets run after the DSPy cells
