@@ -13,6 +13,7 @@ from dspy.lm15 import Request
 from optimizer import runtime
 from optimizer.artifact import ArtifactTrustError, TrustPolicy, load_artifact, save_artifact
 from optimizer.artifact.errors import ArtifactFormatError, SignatureDriftError
+from optimizer.artifact.prompts import step_views
 from optimizer.artifact.signature import step_config
 from optimizer.artifact.trust import checked_models, uses
 from optimizer.models import ModelPool, ModelSpec
@@ -123,6 +124,8 @@ def test_an_ensemble_artifact_round_trips_and_runs(tmp_path, pool):
     assert step_config(step).members == config.members
     program = load_artifact(path, engine_for=Leaning)
     assert program(sentence="an awful film").sentiment == "negative"
+    view = step_views(path)["classify"]
+    assert view.direct is not None and any(n.startswith("ensemble: ") and B.name in n for n in view.notes)
 
     def refused(change, error, where):
         copy = tmp_path / "bad.json"

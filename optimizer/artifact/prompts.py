@@ -109,6 +109,10 @@ def _notes(step: dict[str, Any]) -> list[str]:
                      + (f" and divides by a {mode} prior" if mode != "none" else "")
                      + "; outside progopt, the nearest equivalent is this prompt decoded directly (constrained "
                      "to the labels)")
+    if strategy["name"] == "ensemble":
+        models = ", ".join(m["model"]["name"] for m in step["members"])
+        notes.append(f"ensemble: progopt averages the calibrated label scores of {len(step['members'])} members "
+                     f"({models}), one scoring call each; shown: the first member's request")
     if strategy["name"] == "sc":
         notes.append(f"self-consistency: progopt draws {strategy['samples']} samples at temperature "
                      f"{strategy['temperature']} and takes the majority; the request is one sample")
