@@ -91,13 +91,18 @@ class ConfiguredPredict(dspy.Predict):
             to_labels(self.declared, self.step_config.verbalizer, prediction)
         return prediction
 
-    def _forward(self, **kwargs: Any) -> dspy.Prediction:
-        cfg = self.step_config
+    def _prepared(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The call's kwargs with this config's span rules and, with retrieval, this input's demos."""
         kwargs = self._with_spans(kwargs)
         if self.retriever is not None and "demos" not in kwargs:
             kwargs["demos"] = [self._example(d) for d in self.retriever.demos(kwargs)]
+        return kwargs
+
+    def _forward(self, **kwargs: Any) -> dspy.Prediction:
+        cfg = self.step_config
         if cfg.strategy == "ensemble":
             return self._ensemble(kwargs)
+        kwargs = self._prepared(kwargs)
         with in_step(self.step):
             if cfg.strategy == "score":
                 labels, logprobs, inputs = self.scored(**kwargs)
@@ -121,7 +126,6 @@ class ConfiguredPredict(dspy.Predict):
         winner, _ = Counter(_vote_key(p, fields) for p in preds).most_common(1)[0]
         return next(p for p in preds if _vote_key(p, fields) == winner)
 
-
     def _ensemble(self, kwargs: dict[str, Any]) -> dspy.Prediction:
         """The label with the highest mean calibrated probability over the members (one scoring call each).
         Members list the labels in the declared order whatever their words, so they average by index and
@@ -129,7 +133,7 @@ class ConfiguredPredict(dspy.Predict):
         mean, inputs = None, {}
         for member in self.members:
             with in_step(self.step):
-                labels, logprobs, inputs = member.scored(**member._with_spans(dict(kwargs)))
+                labels, logprobs, inputs = member.scored(**member._prepared(dict(kwargs)))
             probs = calibrate(distribution(logprobs), member.step_config.prior, labels.keys)
             mean = probs if mean is None else mean + probs
         declared = label_set(self.declared)

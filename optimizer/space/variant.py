@@ -174,7 +174,8 @@ class SearchSpace(BaseModel):
         if variant.members:
             resolved = [self.resolve(m) for m in variant.members]
             return {name: first.model_copy(update={"strategy": "ensemble", "members": [r[name] for r in resolved],
-                                                   "verbalizer": {}, "prior": None, "calibration": "none"})
+                                                   "verbalizer": {}, "prior": None, "calibration": "none",
+                                                   "retrieval": None, "demos": first.demos, "spans": []})
                     for name, first in resolved[0].items()}
         out = {}
         for name, c in variant.steps.items():
