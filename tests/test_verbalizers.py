@@ -150,3 +150,13 @@ def test_artifacts_round_trip_the_words_and_refuse_words_that_do_not_fit(tmp_pat
     rewrite(path, lambda d: d["steps"]["classify"]["verbalizer"]["sentiment"].pop("negative"))
     with pytest.raises(SignatureDriftError, match="verbalizer"):
         load_artifact(path)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [((), None), (("--label-words", "none"), ()),
+                                                 (("--label-words", "signature", "auto"), ("signature", "auto"))])
+def test_the_compile_command_leaves_label_words_open_or_narrows_them(flags, expected):
+    from optimizer.cli import build_parser
+    from optimizer.commands.compile import space_settings
+
+    args = build_parser().parse_args(["compile", "programs/trec_coarse.py:CoarseQuestionClassifier", *flags])
+    assert space_settings(args).label_words == expected

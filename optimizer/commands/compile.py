@@ -6,12 +6,16 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from optimizer.commands.evaluate import add_task_arguments, input_paths
 from optimizer.commands.options import count, positive_float, positive_int, share, strategy
 from optimizer.errors import UsageError
 from optimizer.outputs import check_output, write_atomic
 from optimizer.secrets import SecretDetector
+
+if TYPE_CHECKING:
+    from optimizer.search.settings import SpaceSettings
 
 OUTPUTS = ("", ".result.json", ".report.md", ".front.png")  # suffixes replacing --out's for each output file
 
@@ -60,9 +64,22 @@ def _remember_trust(program_ref: str, artifact: Path) -> None:
               file=sys.stderr)
 
 
+def space_settings(args: argparse.Namespace) -> SpaceSettings:
+    """The command's space options as :class:`SpaceSettings` (``none`` spelled out where a value can be none;
+    options left out stay open for the budget-scaled defaults)."""
+    from optimizer.search.settings import SpaceSettings
+
+    return SpaceSettings(formats=tuple(args.formats), strategies=args.strategies and tuple(args.strategies),
+                         proposer=None if args.proposer == "none" else args.proposer,
+                         teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
+                         retrieval_sizes=tuple(args.retrieved_demos),
+                         label_words=None if args.label_words is None else tuple(
+                             w for w in args.label_words if w != "none"))
+
+
 def run(args: argparse.Namespace) -> int:
     from optimizer.results import markdown_report, plot_front, print_report
-    from optimizer.search.compile import Budget, Caps, SearchSettings, SpaceSettings, compile
+    from optimizer.search.compile import Budget, Caps, SearchSettings, compile
     from optimizer.tasks import resolve_task
 
     out = Path(args.out)
@@ -78,12 +95,7 @@ def run(args: argparse.Namespace) -> int:
     search = SearchSettings(sampler=args.sampler, objectives=tuple(args.objectives), seed=args.seed,
                             minibatch=args.minibatch, num_threads=args.num_threads, final_top=args.final_top,
                             final_share=args.final_share, validation=args.validation)
-    space = SpaceSettings(formats=tuple(args.formats), strategies=args.strategies and tuple(args.strategies),
-                          proposer=None if args.proposer == "none" else args.proposer,
-                          teacher=None if args.teacher == "none" else args.teacher, demo_draws=args.demo_draws,
-                          retrieval_sizes=tuple(args.retrieved_demos),
-                          label_words=None if args.label_words is None else tuple(
-                              w for w in args.label_words if w != "none"))
+    space = space_settings(args)
     _remember_trust(args.program, out)  # before the compile: its MLflow model is loaded once to be checked
     result = compile(
         task.program_class(), trainset=train, valset=val, metric=task.metric, models=task.pool, testset=test,
