@@ -160,3 +160,22 @@ def test_the_compile_command_leaves_label_words_open_or_narrows_them(flags, expe
 
     args = build_parser().parse_args(["compile", "programs/trec_coarse.py:CoarseQuestionClassifier", *flags])
     assert space_settings(args).label_words == expected
+
+
+def test_candidate_words_are_particular_to_their_label_and_distinct():
+    from optimizer.search.label_words import candidate_words, rank_words
+
+    def ex(text, label):
+        return dspy.Example(text=text, topic=label).with_inputs("text")
+
+    train = [ex(f"the team won the game {i}", "Sports") for i in range(5)] + [
+        ex(f"the stocks and prices rose {i}", "Business") for i in range(5)] + [ex("one word", "Solo")]
+    words = candidate_words(train, ["text"], "topic", ["Sports", "Business", "Solo"], 3)
+    assert words["Sports"][0] == "sports" and {"team", "won", "game"} & set(words["Sports"])
+    assert {"stocks", "prices", "rose"} & set(words["Business"]) and "the" not in words["Sports"]
+    assert words["Solo"] == ["solo"]  # seen once: no input word qualifies, the label's own word stays
+    assert not set(words["Sports"]) & set(words["Business"])
+    scores = {"Sports": [{"sports": -1.0, "team": -0.5, "stocks": -3.0}], "Business": [
+        {"sports": -2.0, "team": -3.0, "stocks": -0.2}]}
+    assert rank_words({"Sports": ["sports", "team"], "Business": ["stocks"]}, scores) == {
+        "Sports": "team", "Business": "stocks"}

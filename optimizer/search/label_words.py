@@ -83,7 +83,8 @@ def _log_odds_z(n: int, size: int, n_rest: int, rest: int, prior: int, prior_siz
     """The z-score of a word's log-odds in a label's inputs against the others', with the pooled counts as an
     informative Dirichlet prior (Monroe, Colaresi and Quinn, 2008): frequent, particular words rank first."""
     a, a0 = float(prior), float(prior_size)
-    delta = (math.log((n + a) / (size + a0 - n - a)) - math.log((n_rest + a) / (rest + a0 - n_rest - a)))
+    delta = (math.log((n + a) / max(size + a0 - n - a, 0.5))
+             - math.log((n_rest + a) / max(rest + a0 - n_rest - a, 0.5)))
     return delta / math.sqrt(1 / (n + a) + 1 / (n_rest + a))
 
 
