@@ -21,6 +21,14 @@ kept as given (flags narrow the space, never widen it). The rules, each from a c
   with all 200 SST-2 validation examples at 1,000 calls the two baselines alone took 400 calls and the search
   evaluated 6 variants (test 0.550, experiments/results/defaults-2026-12-07); the quickstart's 60 examples
   at 600 calls scored 0.790-0.845;
+- **label words** (signature words; automatic words from :data:`AUTO_WORDS_FROM` calls) as candidates on label
+  steps: on one fixed compact variant with batch-calibrated scoring, TREC coarse 27.5 / 40.5 (SmolLM2 / Gemma)
+  with the labels, 39.5 / 51.0 with the signature's words, 44.0 / 51.5 with automatic ones; AG News 36.0 / 77.0 ->
+  42.0 / 81.5 automatic; AG News with opaque codes 20.0 / 23.5 -> 60.0 / 79.5; with direct decoding they hurt one
+  row (SmolLM2 TREC, 23.5 -> 12.5), so they are candidates the search keeps or drops, never forced
+  (experiments/results/label-words-2026-12-07.md);
+- ensembles of the best label-scoring finalists are scored whenever the final selection runs (their calls are
+  cached by then), and ship only beyond the paired CI (not benchmarked yet);
 - retrieved demos stay off: within the CIs on SST-2 at 3-4x the seconds per example.
 """
 
