@@ -59,6 +59,18 @@ def _demos(config: StepConfig) -> str:
     return f"{config.retrieval.k} retrieved demos" if config.retrieval else f"{len(config.demos)} demos"
 
 
+def _step(cfg: StepConfig) -> str:
+    """One step config in words: model, format, strategy, demos, label words, instruction."""
+    if cfg.strategy == "ensemble":
+        return f"an ensemble of {len(cfg.members)} label-scoring configs (their calibrated label scores averaged)"
+    words = "; label words " + ", ".join(f"{label} -> {word}" for field in cfg.verbalizer.values()
+                                         for label, word in field.items()) if cfg.verbalizer else ""
+    return (f"model `{cfg.model}`, format `{cfg.format}`, strategy `{cfg.strategy}`"
+            f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}"
+            f"{f' (calibration {cfg.calibration})' if cfg.calibration != 'none' else ''}, {_demos(cfg)}{words}; "
+            f"instruction: {cfg.instruction!r}")
+
+
 def describe(record: TrialRecord) -> str:
     """A short label: the record's own label, or each step's model/format/strategy/demos."""
     final = f" (final: {record.examples} ex)" if record.stage == "final" else ""
@@ -67,6 +79,7 @@ def describe(record: TrialRecord) -> str:
     parts = [f"{name}={c.model.split('/')[-1]},{c.format},{c.strategy}{c.samples if c.strategy == 'sc' else ''}"
              f"{'-' + c.calibration if c.calibration != 'none' else ''},{_demos(c).replace(' ', '')}"
              f"{',spans' if c.spans else ''}"
+             f"{',words:' + record.variant.steps[name].verbalizer if c.verbalizer else ''}"
              for name, c in record.steps.items()]
     return f"{record.variant_key} " + " ".join(parts) + final
 
@@ -153,8 +166,6 @@ def markdown_report(result: CompileResult) -> str:
     lines += ["", "## Chosen variant", ""]
     lines += [f"{line}.\n" for line in (result.space_note, result.choice_note) if line]
     for name, cfg in chosen.items():
-        lines.append(f"- `{name}`: model `{cfg.model}`, format `{cfg.format}`, strategy `{cfg.strategy}`"
-                     f"{f' x{cfg.samples}' if cfg.strategy == 'sc' else ''}"
-                     f"{f' (calibration {cfg.calibration})' if cfg.calibration != 'none' else ''}, {_demos(cfg)}; "
-                     f"instruction: {cfg.instruction!r}")
+        lines.append(f"- `{name}`: {_step(cfg)}")
+        lines += [f"  - member {i + 1}: {_step(m)}" for i, m in enumerate(cfg.members)]
     return SecretDetector().mask("\n".join(lines) + "\n")

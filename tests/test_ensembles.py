@@ -110,6 +110,12 @@ def test_a_compile_scores_ensembles_with_the_singles_on_the_same_examples(pool):
                len(t.variant.members) for t in pairs)
     assert all(t.summary.cost_per_example >= max(f.summary.cost_per_example for f in finals if not
                                                  f.variant.members) for t in pairs)
+    from optimizer.results import markdown_report
+
+    report = markdown_report(result)
+    assert "| ensemble of 2 (final: " in report and "| ensemble of 3 (final: " in report
+    if result.chosen in {t.variant_key for t in pairs}:
+        assert "an ensemble of" in report and "  - member 1: model" in report
 
 
 def test_an_ensemble_artifact_round_trips_and_runs(tmp_path, pool):
