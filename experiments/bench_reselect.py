@@ -33,7 +33,7 @@ from optimizer.evaluate import bootstrap_ci, evaluate  # noqa: E402
 from optimizer.records import CompileResult, TrialRecord  # noqa: E402
 from optimizer.space.build import build_program  # noqa: E402
 from optimizer.sweep.cell import cell_task  # noqa: E402
-from optimizer.sweep.config import CellSettings  # noqa: E402
+from optimizer.sweep.config import CellSettings, stored_settings  # noqa: E402
 
 PACKAGES = ("dspy", "llama-cpp-python", "optuna")
 NOTES = "## Notes"
@@ -53,7 +53,8 @@ def holdout(train: list, records: list[TrialRecord], fields: list[str]) -> list:
 
 def measure(folder: Path, k: int, done: dict[str, Any], save: Any) -> None:
     """Measure the top ``k`` variants of one cell into ``done``, calling ``save()`` after each."""
-    settings = CellSettings.model_validate_json((folder / "settings.json").read_text(encoding="utf-8"))
+    settings = CellSettings.model_validate(stored_settings(json.loads((folder / "settings.json").read_text(
+        encoding="utf-8"))))
     result = CompileResult.model_validate_json((folder / "result.json").read_text(encoding="utf-8"))
     task = cell_task(settings)
     p = settings.program

@@ -28,10 +28,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from optimizer.outputs import write_atomic
-from optimizer.sweep.config import CellSettings
+from optimizer.sweep.config import CellSettings, stored_settings
 
 if TYPE_CHECKING:
     from optimizer.tasks import TaskSetup
@@ -59,6 +59,11 @@ class CellOutcome(BaseModel):
     compile_lm_seconds: float | None = None  # wall seconds inside LM calls during the compile (None: not measured)
     chosen: str | None = None
     run_id: str | None = None  # the progopt compile's MLflow run
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _stored(cls, value: Any) -> Any:
+        return stored_settings(value)
 
 
 def write_json(path: Path, value: Any) -> None:

@@ -301,10 +301,21 @@ def load_sweep(path: str | Path) -> tuple[SweepFile, list[CellSettings]]:
 CELLS_FILE = "cells.json"
 
 
+# Settings added after cells were stored, with the value every earlier cell ran with: a stored dump (outcome.json,
+# cells.json, settings.json: every field the settings had then) that lacks one ran without it. A sweep file that
+# leaves one out means the budget-scaled default instead (CellSettings.open_space).
+ADDED_SINCE_STORED: dict[str, Any] = {"final_top": 0, "final_share": 0.25, "label_words": []}
+
+
+def stored_settings(data: Any) -> Any:
+    """A stored cell's settings dump, completed with :data:`ADDED_SINCE_STORED` for what it predates."""
+    return {**ADDED_SINCE_STORED, **data} if isinstance(data, dict) else data
+
+
 def load_cells_settings(output: Path) -> list[CellSettings]:
     """Every cell of the sweep whose output folder is ``output`` (the driver writes ``cells.json`` first)."""
     data = json.loads((output / CELLS_FILE).read_text(encoding="utf-8"))
-    return [CellSettings.model_validate(item) for item in data]
+    return [CellSettings.model_validate(stored_settings(item)) for item in data]
 
 
 SELECT_KEYS = ("program", "optimizer", "seed", "models", "space")

@@ -167,3 +167,14 @@ def test_yaml_nested_past_the_parser_is_a_sweep_config_error(tmp_path):
     path = _write(tmp_path, "name: t\nmatrix: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(SweepConfigError, match="nested too deeply"):
         load_sweep(path)
+
+
+def test_committed_cells_read_back_with_their_ids_and_meaning():
+    """A stored dump predating a setting ran without it: it keeps its id and is not read as an open cell."""
+    from optimizer.sweep.cell import read_outcome
+
+    cells = [o for f in sorted((ROOT / "experiments" / "results" / "vs-dspy-2026-11-30" / "cells").iterdir())
+             if (o := read_outcome(f))]
+    assert len(cells) >= 140 and all(c.settings.cell_id() == c.cell_id for c in cells)
+    opened = {c.cell_id for c in cells if c.settings.open_space()}
+    assert opened <= {"ac966114e817", "02f581d9c3bc", "c5c7cfbfab27", "e0fc652990bb"}  # the by-budget cells
