@@ -179,3 +179,13 @@ def test_candidate_words_are_particular_to_their_label_and_distinct():
         {"sports": -2.0, "team": -3.0, "stocks": -0.2}]}
     assert rank_words({"Sports": ["sports", "team"], "Business": ["stocks"]}, scores) == {
         "Sports": "team", "Business": "stocks"}
+
+
+def test_no_automatic_words_when_a_label_has_no_candidate(word_lm):
+    from optimizer.search.label_words import auto_words
+
+    signature = dspy.Signature("text -> topic: Literal['Sci/Tech', 'World']")
+    train = [dspy.Example(text=f"war news {i}", topic="World").with_inputs("text") for i in range(4)] + [
+        dspy.Example(text="gadget", topic="Sci/Tech").with_inputs("text")]
+    assert auto_words(signature, train, [word_lm], seed=0) is None  # 'Sci/Tech' is no word and seen once
+    assert WordEngine.prompts == []  # decided before any scoring call

@@ -106,7 +106,7 @@ def auto_words(signature: type[dspy.Signature], trainset: Sequence[dspy.Example]
                seed: int) -> Verbalizer | None:
     """Label words for ``signature``'s one label output found from ``trainset`` with the scoring ``lms``;
     None when the step does not qualify (see the module docstring), no model can score, or a label has no
-    training example."""
+    training example or no candidate word."""
     fields = label_fields(signature)
     scorers = [lm for lm in lms if capabilities_of(lm).label_scoring]
     if len(fields) != 1 or label_set(signature) is None or not scorers:
@@ -121,8 +121,8 @@ def auto_words(signature: type[dspy.Signature], trainset: Sequence[dspy.Example]
     pool = [w for ws in candidates.values() for w in ws]
     rng = random.Random(seed)
     sample = {label: [ex for ex in trainset if _label_text(ex.get(field), texts) == label] for label in texts}
-    if any(not rows for rows in sample.values()) or len(pool) < len(texts):
-        return None
+    if any(not rows for rows in sample.values()) or any(not words for words in candidates.values()):
+        return None  # a label with no training example or no candidate word gets no automatic words
     sample = {label: rng.sample(rows, min(EXAMPLES_PER_LABEL, len(rows))) for label, rows in sample.items()}
     scoring = signature.with_updated_fields(field, type_=Literal[tuple(pool)])
     scores: dict[str, list[dict[str, float]]] = {label: [] for label in texts}
