@@ -155,7 +155,8 @@ def words_for(signature: type[dspy.Signature], sources: Sequence[str], trainset:
     out: dict[str, Verbalizer] = {}
     if "signature" in sources and (given := from_signature(signature)):
         out["signature"] = given
-    found = auto_words(signature, trainset, [lm_for(m) for m in models], seed=seed) if "auto" in sources else None
+    wanted = "auto" in sources and label_set(signature) is not None  # no model handle built for other steps
+    found = auto_words(signature, trainset, [lm_for(m) for m in models], seed=seed) if wanted else None
     if found and found not in out.values():
         out["auto"] = found
     return out
